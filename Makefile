@@ -1,0 +1,54 @@
+# Every command of the project, the same locally and in CI. Targets install into .venv by themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+## Start Sightline on the embedded Triton and recognise a bundled sample image once it is ready.
+run: $(STAMP)
+	$(BIN)/sightline serve --demo samples/red.png --demo-spec colors-v1
+
+## The whole test suite (starts a real embedded Triton once per session).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Unit tests only (no Triton).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m 'not e2e'
+
+check: lint typecheck protos-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd protos && ../$(BIN)/buf lint
+	$(BIN)/hadolint Dockerfile
+
+typecheck: $(STAMP)
+	$(BIN)/mypy service postprocess
+
+## Regenerate service/_proto from protos/.
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+## Fail if service/_proto differs from what protos/ generates.
+protos-check: $(STAMP)
+	rm -rf .protos-check && $(BIN)/python scripts/gen_protos.py .protos-check
+	diff -r -x __pycache__ service/_proto .protos-check || (echo "service/_proto is stale: run 'make protos'"; exit 1)
+	rm -rf .protos-check
+
+bench: $(STAMP)
+	$(BIN)/python bench/postprocess_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check

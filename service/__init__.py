@@ -1,0 +1,1 @@
+"""Sightline: image and video-stream recognition over gRPC, on NVIDIA Triton."""

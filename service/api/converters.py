@@ -1,0 +1,183 @@
+"""Protobuf ⇄ domain. The contract's JSON form is the v0.7 JSON, so resources cross through the domain's v0.7
+parsers and printers; results, on the hot path, are built field by field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, timestamp_pb2
+
+from postprocess.types import LabelsResult, Prediction
+from service._proto.sightline.v1 import inference_pb2, networks_pb2, recognition_pb2, tasks_pb2
+from service.domain import (
+    DEFAULT_MAX_PREDICTIONS,
+    Network,
+    Specification,
+    Version,
+    post_processing_to_v07,
+    preprocessing_to_v07,
+    spec_output_to_v07,
+)
+from service.errors import InvalidArgumentError
+from service.recognition import ImageRequest, RecognitionResult, Target
+from service.tasks import Task
+
+__all__ = [
+    "network_to_proto",
+    "page",
+    "recognize_request",
+    "result_to_proto",
+    "spec_to_proto",
+    "task_to_proto",
+    "version_to_proto",
+]
+
+MAX_PAGE = 1000
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _set_stamp(field: timestamp_pb2.Timestamp, value: datetime | None) -> None:
+    if (stamp := _timestamp(value)) is not None:
+        field.CopyFrom(stamp)
+
+
+def page(offset: int, limit: int) -> slice:
+    """A list page from a request's offset and limit (0 = the default, 100; at most 1000)."""
+    if offset < 0:
+        raise InvalidArgumentError.field("offset", f"must not be negative, got {offset}")
+    if limit < 0 or limit > MAX_PAGE:
+        raise InvalidArgumentError.field("limit", f"must be between 0 and {MAX_PAGE}, got {limit}")
+    return slice(offset, offset + (limit or 100))
+
+
+def network_to_proto(network: Network) -> networks_pb2.Network:
+    message = json_format.ParseDict(
+        {
+            "id": network.id,
+            "name": network.name,
+            "description": network.description,
+            "metadata": dict(network.metadata),
+            "framework": network.framework,
+            "preprocessing": preprocessing_to_v07(network.preprocessing),
+            "task_id": network.task_id,
+        },
+        networks_pb2.Network(),
+    )
+    _set_stamp(message.create_date, network.create_date)
+    _set_stamp(message.update_date, network.update_date)
+    return message
+
+
+def spec_to_proto(spec: Specification, *, with_outputs: bool = True) -> recognition_pb2.Specification:
+    body: dict[str, Any] = {
+        "id": spec.id,
+        "name": spec.name,
+        "description": spec.description,
+        "metadata": dict(spec.metadata),
+    }
+    if spec.current_version_id is not None:
+        body["current_version_id"] = spec.current_version_id
+    if with_outputs:
+        body["outputs"] = [spec_output_to_v07(o) for o in spec.outputs]
+    message = json_format.ParseDict(body, recognition_pb2.Specification())
+    _set_stamp(message.update_date, spec.update_date)
+    return message
+
+
+def version_to_proto(version: Version) -> recognition_pb2.Version:
+    message = json_format.ParseDict(
+        {
+            "id": version.id,
+            "spec_id": version.spec_id,
+            "network_id": version.network_id,
+            "post_processings": [post_processing_to_v07(p) for p in version.post_processings],
+            "spec_name": version.spec_name,
+            "network_name": version.network_name,
+        },
+        recognition_pb2.Version(),
+    )
+    _set_stamp(message.update_date, version.update_date)
+    return message
+
+
+def recognize_request(
+    request: inference_pb2.RecognizeRequest,
+) -> tuple[Target, ImageRequest, bool, int]:
+    """(target, image, show_discarded, max_predictions) from a request; validates what protobuf cannot."""
+    if not request.inputs:
+        raise InvalidArgumentError.field("inputs", "must hold one image input; it is empty")
+    if len(request.inputs) > 1:
+        raise InvalidArgumentError.field("inputs", f"holds {len(request.inputs)} inputs; send one image per request")
+    if not request.inputs[0].HasField("image"):
+        raise InvalidArgumentError.field("inputs[0].image", "is required")
+    image = request.inputs[0].image
+    bbox = None
+    if image.HasField("bbox"):
+        b = image.bbox
+        missing = [n for n in ("xmin", "ymin", "xmax", "ymax") if not b.HasField(n)]
+        if missing:
+            raise InvalidArgumentError.field("inputs[0].image.bbox", f"lacks {', '.join(missing)}")
+        bbox = (b.xmin, b.ymin, b.xmax, b.ymax)
+    target = Target(spec_id=request.spec_id, version_id=request.version_id)
+    max_predictions = request.max_predictions if request.HasField("max_predictions") else DEFAULT_MAX_PREDICTIONS
+    return (
+        target,
+        ImageRequest(
+            content=image.content,
+            source=image.source,
+            bbox=bbox,
+            polygon=tuple((p.x, p.y) for p in image.polygon),
+            crop_uniform_background=image.crop_uniform_background,
+        ),
+        request.show_discarded,
+        max_predictions,
+    )
+
+
+def _prediction(p: Prediction, out: inference_pb2.Prediction) -> None:
+    out.label_name = p.label_name
+    out.label_id = p.label_id
+    out.score = p.score
+    out.threshold = p.threshold
+    if p.region_id is not None:
+        out.roi.region_id = p.region_id
+    if p.bbox is not None:
+        box = out.roi.bbox
+        box.xmin, box.ymin, box.xmax, box.ymax = p.bbox.xmin, p.bbox.ymin, p.bbox.xmax, p.bbox.ymax
+
+
+def labels_to_proto(result: LabelsResult, out: inference_pb2.LabelsResult) -> None:
+    for p in result.predicted:
+        _prediction(p, out.predicted.add())
+    for p in result.discarded:
+        _prediction(p, out.discarded.add())
+
+
+def result_to_proto(result: RecognitionResult) -> inference_pb2.RecognitionResult:
+    message = inference_pb2.RecognitionResult()
+    for output in result.outputs:
+        labels_to_proto(output, message.outputs.add().labels)
+    return message
+
+
+_STATUS = {"pending": tasks_pb2.pending, "success": tasks_pb2.success, "error": tasks_pb2.error}
+
+
+def task_to_proto(task: Task[RecognitionResult]) -> tasks_pb2.Task:
+    message = tasks_pb2.Task(id=task.id, status=_STATUS[task.status.value])
+    if task.error is not None:
+        message.error = task.error
+    _set_stamp(message.date_created, task.date_created)
+    _set_stamp(message.date_updated, task.date_updated)
+    if task.data is not None:
+        message.data.CopyFrom(result_to_proto(task.data))
+    return message

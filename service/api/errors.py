@@ -1,0 +1,147 @@
+"""One table from domain errors to gRPC status codes, and the decorators that apply it to every RPC.
+
+Statuses carry ``google.rpc`` details where they help a client act: ``ErrorInfo`` (a stable reason) always,
+``BadRequest`` field violations, ``ResourceInfo`` for what was not found, ``RetryInfo`` when retrying may work.
+Unknown exceptions are logged with their traceback and reach the client as INTERNAL with a generic message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from service.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+    SightlineError,
+    UnavailableError,
+)
+
+__all__ = ["STATUS_TABLE", "abort_with", "grpc_errors", "grpc_stream_errors", "to_status"]
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "sightline.dev"
+
+STATUS_TABLE: dict[type[SightlineError], grpc.StatusCode] = {
+    InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    SightlineError: grpc.StatusCode.INTERNAL,
+}
+
+
+def _code_for(exc: SightlineError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_TABLE:
+            return STATUS_TABLE[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status(exc: SightlineError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` for a domain error."""
+    code = _code_for(exc)
+    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))]
+    if isinstance(exc, InvalidArgumentError) and exc.violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in exc.violations
+                    ]
+                )
+            )
+        )
+    if isinstance(exc, NotFoundError):
+        details.append(
+            _pack(
+                error_details_pb2.ResourceInfo(
+                    resource_type=exc.resource_type, resource_name=exc.resource_id, description=exc.message
+                )
+            )
+        )
+    retry = getattr(exc, "retry_after_s", None)
+    if retry is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(retry * 1000))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return status_pb2.Status(code=code.value[0], message=exc.message, details=details)
+
+
+def _internal_status() -> status_pb2.Status:
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message="internal error; the server logged the details",
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+    )
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    """Abort the RPC with the status of ``exc`` (INTERNAL, without its text, for an unexpected one)."""
+    if isinstance(exc, SightlineError):
+        status = to_status(exc)
+    else:
+        log.error("unexpected error", exc_info=exc)
+        status = _internal_status()
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Self = TypeVar("Self")
+
+
+def grpc_errors(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    """Apply the status table to a unary RPC handler."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            await abort_with(context, exc)
+            raise AssertionError("unreachable: abort raises") from exc
+
+    return wrapper
+
+
+def grpc_stream_errors(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    """Apply the status table to a streaming RPC handler (an async generator)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> AsyncIterator[Resp]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            await abort_with(context, exc)
+
+    return wrapper

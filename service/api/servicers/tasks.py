@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from service._proto.sightline.v1 import tasks_pb2, tasks_pb2_grpc
+from service.api.converters import task_to_proto
+from service.api.errors import grpc_errors
+from service.recognition import RecognitionResult
+from service.tasks import TaskRunner
+
+__all__ = ["TaskServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
+    def __init__(self, tasks: TaskRunner[RecognitionResult]) -> None:
+        self._tasks = tasks
+
+    @grpc_errors
+    async def GetTask(self, request: tasks_pb2.GetTaskRequest, context: Context) -> tasks_pb2.Task:
+        return task_to_proto(self._tasks.get(request.task_id))
+
+    @grpc_errors
+    async def BatchGetTasks(
+        self, request: tasks_pb2.BatchGetTasksRequest, context: Context
+    ) -> tasks_pb2.BatchGetTasksResponse:
+        return tasks_pb2.BatchGetTasksResponse(tasks=[task_to_proto(t) for t in self._tasks.get_many(request.task_ids)])

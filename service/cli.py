@@ -1,0 +1,176 @@
+"""The ``sightline`` command: serve, list the public models, recognise an image."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
+
+__all__ = ["main"]
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+def _to_json(message: Any) -> dict[str, Any]:
+    # Empty lists ("discarded": []) are part of the v0.7 shape, so fields without presence are printed too.
+    result: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return result
+
+
+async def _recognize(server: str, spec: str, image: Path, *, show_discarded: bool, max_predictions: int | None) -> Any:
+    request = inference_pb2.RecognizeRequest(
+        spec_id=spec,
+        inputs=[inference_pb2.Input(image=inference_pb2.ImageInput(content=image.read_bytes()))],
+        show_discarded=show_discarded,
+    )
+    if max_predictions is not None:
+        request.max_predictions = max_predictions
+    async with grpc.aio.insecure_channel(server) as channel:
+        stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
+        return await stub.Recognize(request, timeout=60)
+
+
+def _print_result(result: inference_pb2.RecognitionResult, spec: str) -> None:
+    for i, output in enumerate(result.outputs):
+        print(f"{spec} output {i}:")
+        if not output.labels.predicted:
+            print("  (no prediction above its threshold)")
+        for p in output.labels.predicted:
+            where = ""
+            if p.roi.HasField("bbox"):
+                b = p.roi.bbox
+                where = f"  box=({b.xmin:.3f}, {b.ymin:.3f}, {b.xmax:.3f}, {b.ymax:.3f})"
+            print(f"  {p.label_name:<12} {p.score:.3f}  (threshold {p.threshold:.3f}){where}")
+        for p in output.labels.discarded:
+            print(f"  [discarded] {p.label_name:<12} {p.score:.3f}")
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    try:
+        result = asyncio.run(
+            _recognize(
+                args.server, args.spec, args.image, show_discarded=args.show_discarded, max_predictions=args.max_predictions
+            )
+        )
+    except grpc.aio.AioRpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(_to_json(result), indent=2))
+    else:
+        _print_result(result, args.spec)
+    return 0
+
+
+async def _models(server: str) -> Any:
+    async with grpc.aio.insecure_channel(server) as channel:
+        stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
+        specs = await stub.ListSpecifications(common_pb2.ListRequest(limit=1000), timeout=30)
+        return [
+            await stub.GetSpecification(recognition_pb2.GetSpecificationRequest(spec_id=s.id), timeout=30)
+            for s in specs.results
+        ]
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    try:
+        specs = asyncio.run(_models(args.server))
+    except grpc.aio.AioRpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([_to_json(s) for s in specs], indent=2))
+        return 0
+    for spec in specs:
+        for output in spec.outputs:
+            labels = output.labels
+            kind = "detection" if labels.roi == recognition_pb2.BBOX else ("classification" if labels.exclusive else "tagging")
+            names = ", ".join(lab.name for lab in labels.labels)
+            print(f"{spec.id:<22} {kind:<15} {names}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.logs import configure_logging
+    from service.server import serve
+    from service.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.host is not None:
+        overrides["host"] = args.host
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+
+    async def main() -> None:
+        ready = asyncio.Event()
+        started = time.monotonic()
+        server = asyncio.create_task(serve(settings, on_ready=ready))
+        ready_wait = asyncio.create_task(ready.wait())
+        await asyncio.wait({server, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set() and args.demo is not None:
+            address = f"127.0.0.1:{settings.port}"
+            result = await _recognize(address, args.demo_spec, args.demo, show_discarded=False, max_predictions=5)
+            print(f"\nready in {time.monotonic() - started:.1f} s; demo: {args.demo} on {args.demo_spec}:", flush=True)
+            print(json.dumps(_to_json(result), indent=2), flush=True)
+            print(
+                f"\nTry: sightline recognize --spec {args.demo_spec} {args.demo} --json   (Ctrl-C stops the server)",
+                flush=True,
+            )
+        ready_wait.cancel()
+        await server
+
+    asyncio.run(main())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sightline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC service (with the embedded Triton unless SIGHTLINE_TRITON_URL)")
+    serve.add_argument("--port", type=int, default=None, help="gRPC port (default: SIGHTLINE_PORT or 50051)")
+    serve.add_argument("--host", default=None, help="bind address (default: SIGHTLINE_HOST or 127.0.0.1)")
+    serve.add_argument("--demo", type=Path, default=None, help="recognise this image once the service is ready")
+    serve.add_argument("--demo-spec", default="colors-v1", help="the specification for --demo")
+    serve.set_defaults(func=cmd_serve)
+
+    models = sub.add_parser("models", help="list the public recognition specifications")
+    models.add_argument("--server", default=DEFAULT_SERVER)
+    models.add_argument("--json", action="store_true", help="print the v0.7 JSON")
+    models.set_defaults(func=cmd_models)
+
+    recognize = sub.add_parser("recognize", help="recognise an image")
+    recognize.add_argument("image", type=Path)
+    recognize.add_argument("--spec", required=True, help="a specification id, e.g. colors-v1")
+    recognize.add_argument("--server", default=DEFAULT_SERVER)
+    recognize.add_argument("--json", action="store_true", help="print the v0.7 JSON")
+    recognize.add_argument("--show-discarded", action="store_true")
+    recognize.add_argument("--max-predictions", type=int, default=None)
+    recognize.set_defaults(func=cmd_recognize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,631 @@
+"""Domain types of the v0.7 resource model, and their v0.7 JSON form.
+
+The contract's protobuf messages print as the v0.7 JSON, so one parser serves both the bundled metadata files and
+gRPC requests (converted with ``json_format.MessageToDict``). Parsers validate as they go and raise
+``InvalidArgumentError`` with the dotted path of the offending field.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from service.errors import InvalidArgumentError
+
+__all__ = [
+    "DEFAULT_MAX_PREDICTIONS",
+    "AnchoredOutput",
+    "ClassificationPostProcessing",
+    "ColorChannels",
+    "ConstantInput",
+    "DataType",
+    "DetectionPostProcessing",
+    "DimensionOrder",
+    "DirectOutput",
+    "ImagePreprocessing",
+    "InputPreprocessing",
+    "LabelDef",
+    "Network",
+    "PostProcessing",
+    "Preprocessing",
+    "ResizeType",
+    "Roi",
+    "SpecOutput",
+    "Specification",
+    "Version",
+    "YoloOutput",
+    "Yolov5Output",
+    "Yolov8Output",
+    "default_threshold",
+    "parse_network",
+    "parse_post_processings",
+    "parse_preprocessing",
+    "parse_specification",
+    "post_processing_to_v07",
+    "preprocessing_to_v07",
+    "spec_output_to_v07",
+]
+
+DEFAULT_MAX_PREDICTIONS = 100
+FRAMEWORKS = ("onnx", "nv-caffe-0.x-mod", "tensorflow-1.x")
+
+JsonDict = dict[str, Any]
+E = TypeVar("E", bound=enum.Enum)
+
+
+class DimensionOrder(enum.Enum):
+    NCHW = "NCHW"
+    NCWH = "NCWH"
+    NHWC = "NHWC"
+    NWHC = "NWHC"
+
+
+class ResizeType(enum.Enum):
+    SQUASH = "SQUASH"
+    CROP = "CROP"
+    FILL = "FILL"
+    NETWORK = "NETWORK"
+
+
+class ColorChannels(enum.Enum):
+    RGB = "RGB"
+    BGR = "BGR"
+    L = "L"
+
+
+class DataType(enum.Enum):
+    FLOAT32 = "FLOAT32"
+    UINT8 = "UINT8"
+
+
+class Roi(enum.Enum):
+    NONE = "NONE"
+    BBOX = "BBOX"
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePreprocessing:
+    """How one image becomes one input tensor (v0.7 ``ImagePreprocessing``).
+
+    ``target`` is (width, height) in pixels; with ``ResizeType.NETWORK`` it is (N, N), N being the largest side.
+    """
+
+    dimension_order: DimensionOrder
+    resize_type: ResizeType
+    target: tuple[int, int]
+    color_channels: ColorChannels
+    pixel_scaling: float = 255.0
+    mean_file: str = ""
+    data_type: DataType = DataType.FLOAT32
+
+    @property
+    def target_size(self) -> str:
+        w, h = self.target
+        return str(w) if self.resize_type is ResizeType.NETWORK else f"{w}x{h}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConstantInput:
+    """A constant tensor; a string value ``"data.1"`` is dimension 1 (batch excluded) of image input ``data``."""
+
+    shape: tuple[int, ...]
+    data: tuple[float | str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InputPreprocessing:
+    tensor_name: str
+    image: ImagePreprocessing | None = None
+    constant: ConstantInput | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preprocessing:
+    inputs: tuple[InputPreprocessing, ...]
+    batched_output: bool = True
+
+    @property
+    def image_inputs(self) -> tuple[InputPreprocessing, ...]:
+        return tuple(i for i in self.inputs if i.image is not None)
+
+    @property
+    def mean_files(self) -> tuple[str, ...]:
+        return tuple(i.image.mean_file for i in self.inputs if i.image is not None and i.image.mean_file)
+
+
+# ------------------------------------------------------------------------------------------ specifications
+
+
+@dataclass(frozen=True, slots=True)
+class LabelDef:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpecOutput:
+    labels: tuple[LabelDef, ...]
+    exclusive: bool
+    roi: Roi
+
+
+@dataclass(frozen=True, slots=True)
+class Specification:
+    id: str
+    name: str
+    outputs: tuple[SpecOutput, ...]
+    description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    current_version_id: str | None = None
+    update_date: datetime | None = None
+
+
+def default_threshold(output: SpecOutput) -> float:
+    """v0.7 defaults: 0.8 for detection (roi BBOX), 0.025 for classification, 0.5 for tagging."""
+    if output.roi is Roi.BBOX:
+        return 0.8
+    return 0.025 if output.exclusive else 0.5
+
+
+# ---------------------------------------------------------------------------------------- post-processings
+
+
+@dataclass(frozen=True, slots=True)
+class AnchoredOutput:
+    anchors_tensor: str
+    scores_tensor: str
+    offsets_tensor: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectOutput:
+    boxes_tensor: str
+    scores_tensor: str
+    classes_tensor: str
+
+
+@dataclass(frozen=True, slots=True)
+class YoloOutput:
+    output_tensor: str
+    anchors: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Yolov5Output:
+    output_tensor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Yolov8Output:
+    output_tensor: str
+
+
+DetectionOutput = AnchoredOutput | DirectOutput | YoloOutput | Yolov5Output | Yolov8Output
+_DETECTION_KINDS: dict[str, type[DetectionOutput]] = {
+    "anchored_output": AnchoredOutput,
+    "direct_output": DirectOutput,
+    "yolo_output": YoloOutput,
+    "yolov5_output": Yolov5Output,
+    "yolov8_output": Yolov8Output,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationPostProcessing:
+    output_tensor: str
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        return (self.output_tensor,)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionPostProcessing:
+    output: DetectionOutput
+    thresholds: tuple[float, ...] | None = None
+    nms_threshold: float = 0.3
+    discard_threshold: float = 0.025
+    normalize_wrt_tensor: str = ""
+    class_agnostic_nms_threshold: float | None = None
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        """The network outputs this post-processing reads (``normalize_wrt_tensor`` is an input)."""
+        out = self.output
+        if isinstance(out, AnchoredOutput):
+            return (out.anchors_tensor, out.scores_tensor, out.offsets_tensor)
+        if isinstance(out, DirectOutput):
+            return (out.boxes_tensor, out.scores_tensor, out.classes_tensor)
+        return (out.output_tensor,)
+
+
+PostProcessing = ClassificationPostProcessing | DetectionPostProcessing
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    id: str
+    name: str
+    framework: str
+    preprocessing: Preprocessing
+    description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    task_id: str = ""
+    create_date: datetime | None = None
+    update_date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    id: str
+    spec_id: str
+    network_id: str
+    post_processings: tuple[PostProcessing, ...]
+    spec_name: str = ""
+    network_name: str = ""
+    update_date: datetime | None = None
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def _get(obj: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    value = obj.get(key, default)
+    if value is ...:
+        raise InvalidArgumentError.field(f"{path}{key}", "is required")
+    if value is not default and not isinstance(value, kind):
+        raise InvalidArgumentError.field(f"{path}{key}", f"has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _enum(cls: type[E], raw: Any, where: str, aliases: Mapping[str, str] | None = None) -> E:
+    name = (aliases or {}).get(str(raw), str(raw))
+    try:
+        return cls(name)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise InvalidArgumentError.field(where, f"{raw!r} is not one of {allowed}") from None
+
+
+def _mapping(raw: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidArgumentError.field(where, "must be an object")
+    return raw
+
+
+_TARGET_WXH = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+_TARGET_N = re.compile(r"^\s*(\d+)\s*$")
+
+
+def parse_target_size(raw: str, resize_type: ResizeType, where: str) -> tuple[int, int]:
+    """``"WxH"`` → (W, H); ``"N"`` → (N, N). NETWORK takes only ``"N"`` (the largest side)."""
+    if (m := _TARGET_WXH.match(raw)) and resize_type is not ResizeType.NETWORK:
+        w, h = int(m.group(1)), int(m.group(2))
+    elif m := _TARGET_N.match(raw):
+        w = h = int(m.group(1))
+    else:
+        expected = '"N"' if resize_type is ResizeType.NETWORK else '"WxH" (e.g. "224x224") or "N"'
+        raise InvalidArgumentError.field(where, f"{raw!r} is not a size; expected {expected}")
+    if not (1 <= w <= 8192 and 1 <= h <= 8192):
+        raise InvalidArgumentError.field(where, f"{raw!r} is out of range (1 to 8192 pixels per side)")
+    return w, h
+
+
+def parse_image_preprocessing(raw: Any, path: str) -> ImagePreprocessing:
+    obj = _mapping(raw, path.rstrip("."))
+    resize = _enum(ResizeType, _get(obj, "resize_type", path, str), f"{path}resize_type")
+    scaling = float(_get(obj, "pixel_scaling", path, (int, float), 255.0))
+    if not scaling > 0:
+        raise InvalidArgumentError.field(f"{path}pixel_scaling", "must be positive")
+    return ImagePreprocessing(
+        dimension_order=_enum(DimensionOrder, _get(obj, "dimension_order", path, str), f"{path}dimension_order"),
+        resize_type=resize,
+        target=parse_target_size(_get(obj, "target_size", path, str), resize, f"{path}target_size"),
+        color_channels=_enum(
+            ColorChannels, _get(obj, "color_channels", path, str), f"{path}color_channels", {"GRAY": "L"}
+        ),
+        pixel_scaling=scaling,
+        mean_file=_get(obj, "mean_file", path, str, ""),
+        data_type=_enum(DataType, _get(obj, "data_type", path, str, "FLOAT32"), f"{path}data_type"),
+    )
+
+
+def parse_preprocessing(raw: Any, path: str = "preprocessing.") -> Preprocessing:
+    obj = _mapping(raw, path.rstrip("."))
+    items = _get(obj, "inputs", path, list)
+    if not items:
+        raise InvalidArgumentError.field(f"{path}inputs", "must hold at least one input")
+    inputs: list[InputPreprocessing] = []
+    for i, item in enumerate(items):
+        where = f"{path}inputs[{i}]."
+        entry = _mapping(item, where.rstrip("."))
+        name = _get(entry, "tensor_name", where, str)
+        if not name:
+            raise InvalidArgumentError.field(f"{where}tensor_name", "must not be empty")
+        if ("image" in entry) == ("constant" in entry):
+            raise InvalidArgumentError.field(where.rstrip("."), "needs exactly one of image or constant")
+        if "image" in entry:
+            inputs.append(InputPreprocessing(name, image=parse_image_preprocessing(entry["image"], f"{where}image.")))
+        else:
+            inputs.append(InputPreprocessing(name, constant=_parse_constant(entry["constant"], f"{where}constant.")))
+    if not any(i.image for i in inputs):
+        raise InvalidArgumentError.field(f"{path}inputs", "must hold at least one image input")
+    names = [i.tensor_name for i in inputs]
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError.field(f"{path}inputs", "tensor names must be unique")
+    prep = Preprocessing(tuple(inputs), bool(_get(obj, "batched_output", path, bool, True)))
+    _check_constant_references(prep, path)
+    return prep
+
+
+def _parse_constant(raw: Any, path: str) -> ConstantInput:
+    obj = _mapping(raw, path.rstrip("."))
+    shape = tuple(int(d) for d in _get(obj, "shape", path, list))
+    data = _get(obj, "data", path, list)
+    values: list[float | str] = []
+    for j, v in enumerate(data):
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise InvalidArgumentError.field(f"{path}data[{j}]", "must be a number or a reference like 'data.1'")
+        values.append(v if isinstance(v, str) else float(v))
+    count = 1
+    for d in shape:
+        count *= d
+    if any(d < 1 for d in shape) or count != len(values):
+        raise InvalidArgumentError.field(f"{path}shape", f"{list(shape)} does not hold {len(values)} values")
+    return ConstantInput(shape, tuple(values))
+
+
+def _check_constant_references(prep: Preprocessing, path: str) -> None:
+    images = {i.tensor_name for i in prep.image_inputs}
+    for i, item in enumerate(prep.inputs):
+        if item.constant is None:
+            continue
+        for j, v in enumerate(item.constant.data):
+            if isinstance(v, str):
+                name, _, dim = v.rpartition(".")
+                if name not in images or not dim.isdigit() or not 0 <= int(dim) <= 2:
+                    raise InvalidArgumentError.field(
+                        f"{path}inputs[{i}].constant.data[{j}]",
+                        f"{v!r} must name an image input and a dimension 0-2, like 'data.1'",
+                    )
+
+
+def parse_spec_output(raw: Any, path: str) -> SpecOutput:
+    obj = _mapping(_mapping(raw, path.rstrip(".")).get("labels"), f"{path}labels")
+    where = f"{path}labels."
+    labels_raw = _get(obj, "labels", where, list)
+    if not labels_raw:
+        raise InvalidArgumentError.field(f"{where}labels", "must hold at least one label")
+    labels: list[LabelDef] = []
+    for k, lab in enumerate(labels_raw):
+        entry = _mapping(lab, f"{where}labels[{k}]")
+        labels.append(
+            LabelDef(
+                int(_get(entry, "id", f"{where}labels[{k}].", int)),
+                _get(entry, "name", f"{where}labels[{k}].", str),
+            )
+        )
+    if len({lab.id for lab in labels}) != len(labels):
+        raise InvalidArgumentError.field(f"{where}labels", "label ids must be unique")
+    roi = _enum(Roi, _get(obj, "roi", where, str, "NONE"), f"{where}roi", {"ROI_TYPE_UNSPECIFIED": "NONE"})
+    return SpecOutput(tuple(labels), bool(_get(obj, "exclusive", where, bool, False)), roi)
+
+
+def parse_post_processing(raw: Any, path: str) -> PostProcessing:
+    obj = _mapping(raw, path.rstrip("."))
+    if ("classification" in obj) == ("detection" in obj):
+        raise InvalidArgumentError.field(path.rstrip("."), "needs exactly one of classification or detection")
+    thresholds_of: Any
+    if "classification" in obj:
+        cls = _mapping(obj["classification"], f"{path}classification")
+        where = f"{path}classification."
+        thresholds_of = _get(cls, "thresholds", where, list, None)
+        return ClassificationPostProcessing(
+            output_tensor=_nonempty(_get(cls, "output_tensor", where, str), f"{where}output_tensor"),
+            thresholds=_thresholds(thresholds_of, f"{where}thresholds"),
+        )
+    det = _mapping(obj["detection"], f"{path}detection")
+    where = f"{path}detection."
+    kinds = [k for k in _DETECTION_KINDS if k in det]
+    if len(kinds) != 1:
+        raise InvalidArgumentError.field(where.rstrip("."), f"needs exactly one of {', '.join(_DETECTION_KINDS)}")
+    kind = kinds[0]
+    body = _mapping(det[kind], f"{where}{kind}")
+    out: DetectionOutput
+    ow = f"{where}{kind}."
+    if kind == "anchored_output":
+        out = AnchoredOutput(
+            *(
+                _nonempty(_get(body, k, ow, str), f"{ow}{k}")
+                for k in ("anchors_tensor", "scores_tensor", "offsets_tensor")
+            )
+        )
+    elif kind == "direct_output":
+        out = DirectOutput(
+            *(
+                _nonempty(_get(body, k, ow, str), f"{ow}{k}")
+                for k in ("boxes_tensor", "scores_tensor", "classes_tensor")
+            )
+        )
+    elif kind == "yolo_output":
+        anchors = tuple(float(a) for a in _get(body, "anchors", ow, list))
+        if not anchors or len(anchors) % 2 or any(not a > 0 for a in anchors):
+            raise InvalidArgumentError.field(f"{ow}anchors", "must be positive (w, h) pairs in grid cells")
+        out = YoloOutput(_nonempty(_get(body, "output_tensor", ow, str), f"{ow}output_tensor"), anchors)
+    else:
+        tensor = _nonempty(_get(body, "output_tensor", ow, str), f"{ow}output_tensor")
+        out = Yolov5Output(tensor) if kind == "yolov5_output" else Yolov8Output(tensor)
+    agnostic = _get(det, "class_agnostic_nms_threshold", where, (int, float), None)
+    return DetectionPostProcessing(
+        output=out,
+        thresholds=_thresholds(_get(det, "thresholds", where, list, None), f"{where}thresholds"),
+        nms_threshold=_unit(_get(det, "nms_threshold", where, (int, float), 0.3), f"{where}nms_threshold"),
+        discard_threshold=_unit(
+            _get(det, "discard_threshold", where, (int, float), 0.025), f"{where}discard_threshold"
+        ),
+        normalize_wrt_tensor=_get(det, "normalize_wrt_tensor", where, str, ""),
+        class_agnostic_nms_threshold=None
+        if agnostic is None
+        else _unit(agnostic, f"{where}class_agnostic_nms_threshold"),
+    )
+
+
+def _nonempty(value: str, where: str) -> str:
+    if not value:
+        raise InvalidArgumentError.field(where, "must not be empty")
+    return value
+
+
+def _unit(value: float, where: str) -> float:
+    if not 0.0 <= float(value) <= 1.0:
+        raise InvalidArgumentError.field(where, f"{value} is outside [0, 1]")
+    return float(value)
+
+
+def _thresholds(raw: Sequence[Any] | None, where: str) -> tuple[float, ...] | None:
+    if not raw:
+        return None
+    return tuple(_unit(float(t), f"{where}[{i}]") for i, t in enumerate(raw))
+
+
+def check_version_against_spec(
+    post_processings: Sequence[PostProcessing], spec: Specification, path: str = "post_processings"
+) -> None:
+    """v0.7 rules: one post-processing per spec output, thresholds per label, kind matching the roi."""
+    if len(post_processings) != len(spec.outputs):
+        raise InvalidArgumentError.field(
+            path, f"has {len(post_processings)} entries but the specification has {len(spec.outputs)} outputs"
+        )
+    for i, (pp, out) in enumerate(zip(post_processings, spec.outputs, strict=True)):
+        kind = "detection" if isinstance(pp, DetectionPostProcessing) else "classification"
+        if (out.roi is Roi.BBOX) != (kind == "detection"):
+            raise InvalidArgumentError.field(
+                f"{path}[{i}]", f"{kind} does not implement an output whose roi is {out.roi.value}"
+            )
+        if pp.thresholds is not None and len(pp.thresholds) != len(out.labels):
+            raise InvalidArgumentError.field(
+                f"{path}[{i}].{kind}.thresholds",
+                f"has {len(pp.thresholds)} values for {len(out.labels)} labels",
+            )
+
+
+def parse_specification(raw: Any, *, spec_id: str) -> Specification:
+    obj = _mapping(raw, "specification")
+    outputs_raw = _get(obj, "outputs", "", list)
+    if not outputs_raw:
+        raise InvalidArgumentError.field("outputs", "must hold at least one output")
+    return Specification(
+        id=spec_id,
+        name=_nonempty(_get(obj, "name", "", str), "name"),
+        description=_get(obj, "description", "", str, ""),
+        metadata=dict(_get(obj, "metadata", "", Mapping, {})),
+        outputs=tuple(parse_spec_output(o, f"outputs[{i}].") for i, o in enumerate(outputs_raw)),
+    )
+
+
+def parse_post_processings(raw: Any, path: str = "post_processings") -> tuple[PostProcessing, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidArgumentError.field(path, "must hold one post-processing per specification output")
+    return tuple(parse_post_processing(p, f"{path}[{i}].") for i, p in enumerate(raw))
+
+
+def parse_network(raw: Any, *, network_id: str) -> Network:
+    obj = _mapping(raw, "network")
+    framework = _get(obj, "framework", "", str)
+    if framework not in FRAMEWORKS:
+        raise InvalidArgumentError.field("framework", f"{framework!r} is not one of {', '.join(FRAMEWORKS)}")
+    return Network(
+        id=network_id,
+        name=_nonempty(_get(obj, "name", "", str), "name"),
+        framework=framework,
+        preprocessing=parse_preprocessing(_get(obj, "preprocessing", "", Mapping)),
+        description=_get(obj, "description", "", str, ""),
+        metadata=dict(_get(obj, "metadata", "", Mapping, {})),
+    )
+
+
+# ------------------------------------------------------------------------------------ v0.7 JSON output
+
+
+def preprocessing_to_v07(prep: Preprocessing) -> JsonDict:
+    inputs: list[JsonDict] = []
+    for item in prep.inputs:
+        if item.image is not None:
+            im = item.image
+            inputs.append(
+                {
+                    "tensor_name": item.tensor_name,
+                    "image": {
+                        "dimension_order": im.dimension_order.value,
+                        "resize_type": im.resize_type.value,
+                        "target_size": im.target_size,
+                        "color_channels": im.color_channels.value,
+                        "pixel_scaling": im.pixel_scaling,
+                        "mean_file": im.mean_file,
+                        "data_type": im.data_type.value,
+                    },
+                }
+            )
+        elif item.constant is not None:
+            inputs.append(
+                {
+                    "tensor_name": item.tensor_name,
+                    "constant": {"shape": list(item.constant.shape), "data": list(item.constant.data)},
+                }
+            )
+    return {"inputs": inputs, "batched_output": prep.batched_output}
+
+
+def spec_output_to_v07(out: SpecOutput) -> JsonDict:
+    return {
+        "labels": {
+            "labels": [{"id": lab.id, "name": lab.name} for lab in out.labels],
+            "exclusive": out.exclusive,
+            "roi": out.roi.value,
+        }
+    }
+
+
+def post_processing_to_v07(pp: PostProcessing) -> JsonDict:
+    if isinstance(pp, ClassificationPostProcessing):
+        body: JsonDict = {"output_tensor": pp.output_tensor}
+        if pp.thresholds is not None:
+            body["thresholds"] = list(pp.thresholds)
+        return {"classification": body}
+    kind = next(k for k, cls in _DETECTION_KINDS.items() if isinstance(pp.output, cls))
+    out = pp.output
+    if isinstance(out, AnchoredOutput):
+        output: JsonDict = {
+            "anchors_tensor": out.anchors_tensor,
+            "scores_tensor": out.scores_tensor,
+            "offsets_tensor": out.offsets_tensor,
+        }
+    elif isinstance(out, DirectOutput):
+        output = {
+            "boxes_tensor": out.boxes_tensor,
+            "scores_tensor": out.scores_tensor,
+            "classes_tensor": out.classes_tensor,
+        }
+    elif isinstance(out, YoloOutput):
+        output = {"output_tensor": out.output_tensor, "anchors": list(out.anchors)}
+    else:
+        output = {"output_tensor": out.output_tensor}
+    det: JsonDict = {
+        kind: output,
+        "nms_threshold": pp.nms_threshold,
+        "discard_threshold": pp.discard_threshold,
+        "normalize_wrt_tensor": pp.normalize_wrt_tensor,
+    }
+    if pp.thresholds is not None:
+        det["thresholds"] = list(pp.thresholds)
+    if pp.class_agnostic_nms_threshold is not None:
+        det["class_agnostic_nms_threshold"] = pp.class_agnostic_nms_threshold
+    return {"detection": det}

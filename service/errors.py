@@ -1,0 +1,93 @@
+"""Domain errors: what went wrong, in the service's words. They know nothing of gRPC.
+
+The API layer maps each class to a status code in one table (``service.api.errors``), looked up along the MRO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "ResourceExhaustedError",
+    "SightlineError",
+    "UnavailableError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field of a request: ``field`` is a dotted path such as ``inputs[0].image.bbox.xmin``."""
+
+    field: str
+    description: str
+
+
+class SightlineError(Exception):
+    """Base of every error the service raises on purpose; ``reason`` is a stable UPPER_SNAKE identifier."""
+
+    reason = "SIGHTLINE_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgumentError(SightlineError):
+    """The request itself is wrong; resending it unchanged will fail again."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, violations: tuple[FieldViolation, ...] = ()) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgumentError:
+        """An error about one field, whose message names the field."""
+        return cls(f"{field}: {description}", (FieldViolation(field, description),))
+
+
+class NotFoundError(SightlineError):
+    """A resource the request names does not exist (or is not visible to the caller)."""
+
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource_type: str, resource_id: str) -> None:
+        super().__init__(f"{resource_type} {resource_id!r} not found")
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+
+
+class AlreadyExistsError(SightlineError):
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPreconditionError(SightlineError):
+    """The request is valid but the system is not in a state to serve it (e.g. a spec without a version)."""
+
+    reason = "FAILED_PRECONDITION"
+
+
+class ResourceExhaustedError(SightlineError):
+    """A limit was reached (queue full, image too large); the client may retry later or send less."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnavailableError(SightlineError):
+    """The inference server (or a model on it) cannot answer now; retrying later may work."""
+
+    reason = "TRITON_UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,292 @@
+"""Image source → decoded, cropped, resized and normalised input tensors, per a network's preprocessing.
+
+Pure: numpy and Pillow only. Images travel as (H, W, 3) uint8 RGB arrays; coordinates are normalised to [0, 1]
+with the origin at the top-left corner. Each step reports how its output's coordinates map back to the source
+image (``Region``), so that boxes found in the network's input are returned in the source image's frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import urllib.parse
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from service.domain import (
+    ColorChannels,
+    DataType,
+    DimensionOrder,
+    ImagePreprocessing,
+    Preprocessing,
+    ResizeType,
+)
+from service.errors import InvalidArgumentError, ResourceExhaustedError
+
+__all__ = [
+    "PreparedInputs",
+    "Region",
+    "build_inputs",
+    "crop",
+    "decode_image",
+    "image_tensor",
+    "resize",
+    "resolve_source",
+]
+
+RGBImage = npt.NDArray[np.uint8]
+_AXES = {
+    # (H, W, C) → the order of the three non-batch dimensions.
+    DimensionOrder.NCHW: (2, 0, 1),
+    DimensionOrder.NCWH: (2, 1, 0),
+    DimensionOrder.NHWC: (0, 1, 2),
+    DimensionOrder.NWHC: (1, 0, 2),
+}
+_FILL_COLOR = (255, 255, 255)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """An axis-aligned affine map from a derived image's normalised frame to its source's: X = x0 + sx * x."""
+
+    x0: float = 0.0
+    y0: float = 0.0
+    sx: float = 1.0
+    sy: float = 1.0
+
+    def then(self, inner: Region) -> Region:
+        """The map of ``inner`` (a frame derived from this one's image) straight to this map's source."""
+        return Region(
+            self.x0 + self.sx * inner.x0, self.y0 + self.sy * inner.y0, self.sx * inner.sx, self.sy * inner.sy
+        )
+
+    def apply(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Map (N, 4) xmin, ymin, xmax, ymax boxes to the source frame, clipped to [0, 1]."""
+        scale = np.array([self.sx, self.sy, self.sx, self.sy], dtype=np.float32)
+        offset = np.array([self.x0, self.y0, self.x0, self.y0], dtype=np.float32)
+        return np.clip(boxes * scale + offset, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedInputs:
+    """Unbatched input tensors by name; the first image input's (height, width) in pixels; the map from that
+    input's frame to the source image's."""
+
+    tensors: dict[str, npt.NDArray[np.generic]]
+    input_size: tuple[int, int]
+    region: Region
+
+
+def resolve_source(source: str) -> bytes:
+    """The bytes of a ``data:`` URI source, base64 (``data:image/png;base64,...``) or binary (``;binary,``)."""
+    if not source.startswith("data:"):
+        if source.startswith(("http://", "https://")):
+            raise InvalidArgumentError.field(
+                "inputs[0].image.source", "URL sources are not enabled on this server; send the image bytes"
+            )
+        raise InvalidArgumentError.field(
+            "inputs[0].image.source", "must be a data: URI (data:image/*;base64,...) or the image bytes in content"
+        )
+    header, sep, payload = source.partition(",")
+    if not sep:
+        raise InvalidArgumentError.field("inputs[0].image.source", "data: URI has no ',' before its payload")
+    params = header[len("data:") :].split(";")
+    if "base64" in params:
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgumentError.field("inputs[0].image.source", "base64 payload is not valid base64") from None
+    if "binary" in params:
+        # A proto string is Unicode: a binary payload carries one byte per character (code points 0-255).
+        try:
+            return payload.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError.field(
+                "inputs[0].image.source",
+                "a ;binary data URI carries one byte per character (code points 0-255); send raw bytes in content",
+            ) from None
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> RGBImage:
+    """Decode an encoded image (any format Pillow reads) into (H, W, 3) uint8 RGB, EXIF orientation applied."""
+    if not data:
+        raise InvalidArgumentError.field("inputs[0].image", "the image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ResourceExhaustedError(
+                    f"the image has {width}x{height} pixels, above this server's limit of {max_pixels}; send a "
+                    "smaller image"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise InvalidArgumentError.field(
+            "inputs[0].image", "could not be decoded as an image (JPEG, PNG, BMP, GIF, TIFF, WebP ...)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidArgumentError.field("inputs[0].image", f"is truncated or corrupt ({exc})") from None
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def crop(
+    image: RGBImage,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    polygon: Sequence[tuple[float, float]] = (),
+    uniform_background: bool = False,
+) -> tuple[RGBImage, Region]:
+    """Crop to a normalised box (xmin, ymin, xmax, ymax) or to a polygon's bounding box.
+
+    With a polygon, pixels outside it are painted black, or with the mean colour of the pixels inside it when
+    ``uniform_background`` is set. Returns the crop and the map from its frame to the image's.
+    """
+    if bbox is not None and polygon:
+        raise InvalidArgumentError.field("inputs[0].image", "give a bbox or a polygon, not both")
+    if bbox is None and not polygon:
+        return image, Region()
+    h, w = image.shape[:2]
+    if polygon:
+        if len(polygon) < 3:
+            raise InvalidArgumentError.field("inputs[0].image.polygon", f"needs at least 3 points, got {len(polygon)}")
+        for i, (x, y) in enumerate(polygon):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise InvalidArgumentError.field(
+                    f"inputs[0].image.polygon[{i}]", f"({x}, {y}) is outside the image ([0, 1])"
+                )
+        xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+        box = (min(xs), min(ys), max(xs), max(ys))
+        where = "inputs[0].image.polygon"
+    else:
+        assert bbox is not None
+        box = bbox
+        where = "inputs[0].image.bbox"
+        if not all(0.0 <= v <= 1.0 for v in box):
+            raise InvalidArgumentError.field(where, f"{list(box)} has coordinates outside [0, 1]")
+    xmin, ymin, xmax, ymax = box
+    if not (xmax > xmin and ymax > ymin):
+        raise InvalidArgumentError.field(where, f"{list(box)} is empty: xmax must exceed xmin and ymax exceed ymin")
+    x0, y0 = min(int(np.floor(xmin * w)), w - 1), min(int(np.floor(ymin * h)), h - 1)
+    x1, y1 = max(int(np.ceil(xmax * w)), x0 + 1), max(int(np.ceil(ymax * h)), y0 + 1)
+    out = image[y0:y1, x0:x1]
+    if polygon:
+        mask_image = Image.new("L", (x1 - x0, y1 - y0), 0)
+        ImageDraw.Draw(mask_image).polygon([(x * w - x0, y * h - y0) for x, y in polygon], fill=1)
+        mask = np.asarray(mask_image, dtype=bool)
+        fill = out[mask].mean(axis=0).round() if uniform_background and mask.any() else np.zeros(3)
+        out = np.where(mask[..., None], out, fill.astype(np.uint8)).astype(np.uint8)
+    return np.ascontiguousarray(out), Region(x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h)
+
+
+def resize(image: RGBImage, resize_type: ResizeType, target: tuple[int, int]) -> tuple[RGBImage, Region]:
+    """Bring an image to the network's size (``target`` = (width, height), or (N, N) for NETWORK).
+
+    Bilinear (Pillow's, antialiased when shrinking). Returns the resized image and the map from its frame to the
+    input image's: CROP cuts the centre, FILL pads centred with white, SQUASH and NETWORK keep the whole frame.
+    """
+    h, w = image.shape[:2]
+    tw, th = target
+    pil = Image.fromarray(image)
+    if resize_type is ResizeType.SQUASH:
+        return _resized(pil, tw, th), Region()
+    if resize_type is ResizeType.NETWORK:
+        scale = tw / max(w, h)
+        return _resized(pil, max(1, round(w * scale)), max(1, round(h * scale))), Region()
+    scale = max(tw / w, th / h) if resize_type is ResizeType.CROP else min(tw / w, th / h)
+    rw, rh = max(1, round(w * scale)), max(1, round(h * scale))
+    scaled = pil.resize((rw, rh), Image.Resampling.BILINEAR)
+    ox, oy = (rw - tw) // 2, (rh - th) // 2
+    if resize_type is ResizeType.CROP:
+        out = scaled.crop((ox, oy, ox + tw, oy + th))
+    else:
+        out = Image.new("RGB", (tw, th), _FILL_COLOR)
+        out.paste(scaled, (-ox, -oy))
+    # The network's x in [0, 1] covers resized pixels ox .. ox + tw, i.e. (ox + x * tw) / rw of the image.
+    return np.asarray(out, dtype=np.uint8), Region(ox / rw, oy / rh, tw / rw, th / rh)
+
+
+def _resized(pil: Image.Image, width: int, height: int) -> RGBImage:
+    if pil.size == (width, height):
+        return np.asarray(pil, dtype=np.uint8)
+    return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def image_tensor(
+    image: RGBImage, spec: ImagePreprocessing, mean: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.generic]:
+    """A resized (H, W, 3) RGB image → the network's unbatched tensor.
+
+    Channels per ``color_channels`` (L: Pillow's ITU-R 601-2 luma, one channel). FLOAT32: ``pixel *
+    pixel_scaling / 255 - mean``, the mean (H, W, C) or (1, 1, C) in the same scaled units; a mean of another
+    spatial size is reduced to its per-channel average. UINT8: raw pixels (no scaling, no mean). Then the layout
+    per ``dimension_order`` (batch dimension excluded).
+    """
+    if spec.color_channels is ColorChannels.L:
+        pixels: npt.NDArray[np.uint8] = np.asarray(Image.fromarray(image).convert("L"), dtype=np.uint8)[..., None]
+    elif spec.color_channels is ColorChannels.BGR:
+        pixels = image[..., ::-1]
+    else:
+        pixels = image
+    if spec.data_type is DataType.UINT8:
+        hwc: npt.NDArray[np.generic] = pixels
+    else:
+        values = pixels.astype(np.float32) * np.float32(spec.pixel_scaling / 255.0)
+        if mean is not None:
+            if mean.shape[-1] != values.shape[-1]:
+                raise InvalidArgumentError.field(
+                    "preprocessing.mean_file", f"has {mean.shape[-1]} channels for a {values.shape[-1]}-channel input"
+                )
+            if mean.shape[:2] not in {(1, 1), values.shape[:2]}:
+                mean = mean.mean(axis=(0, 1), keepdims=True, dtype=np.float32)
+            values = values - mean
+        hwc = values
+    return np.ascontiguousarray(hwc.transpose(_AXES[spec.dimension_order]))
+
+
+def build_inputs(
+    image: RGBImage, preprocessing: Preprocessing, means: Mapping[str, npt.NDArray[np.float32]]
+) -> PreparedInputs:
+    """All the network's unbatched inputs, in preprocessing order, for one (already cropped) image.
+
+    ``means`` maps mean file names to (H, W, C) arrays. Constant inputs resolve ``"data.1"`` references against
+    the image tensors built before them. The returned region maps the first image input's frame to ``image``'s.
+    """
+    tensors: dict[str, npt.NDArray[np.generic]] = {}
+    region: Region | None = None
+    size: tuple[int, int] | None = None
+    for item in preprocessing.inputs:
+        if item.image is not None:
+            spec = item.image
+            resized, reg = resize(image, spec.resize_type, spec.target)
+            region = region or reg
+            size = size or (int(resized.shape[0]), int(resized.shape[1]))
+            tensors[item.tensor_name] = image_tensor(
+                resized, spec, means.get(spec.mean_file) if spec.mean_file else None
+            )
+        elif item.constant is not None:
+            values = [_constant_value(v, tensors) for v in item.constant.data]
+            tensors[item.tensor_name] = np.asarray(values, dtype=np.float32).reshape(item.constant.shape)
+    if size is None:
+        raise InvalidArgumentError.field("preprocessing.inputs", "must hold at least one image input")
+    return PreparedInputs(tensors, size, region or Region())
+
+
+def _constant_value(value: float | str, tensors: Mapping[str, npt.NDArray[np.generic]]) -> float:
+    if isinstance(value, float):
+        return value
+    name, _, dim = value.rpartition(".")
+    if name not in tensors:
+        raise InvalidArgumentError.field(
+            "preprocessing", f"constant {value!r} refers to image input {name!r}, which must come before it"
+        )
+    return float(tensors[name].shape[int(dim)])

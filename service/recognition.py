@@ -1,0 +1,195 @@
+"""The recognition use case: one image through a version's network and post-processings.
+
+source → bytes → decoded RGB → crop → preprocessing → Triton → post-processing per spec output → result, with
+boxes mapped back to the source image's frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from postprocess.classification import classify
+from postprocess.types import BBox, Label, LabelsResult, Prediction
+from service.catalog import Deployment
+from service.domain import (
+    DEFAULT_MAX_PREDICTIONS,
+    ClassificationPostProcessing,
+    DetectionPostProcessing,
+    SpecOutput,
+)
+from service.errors import FailedPreconditionError, InvalidArgumentError
+from service.preprocess import PreparedInputs, Region, build_inputs, crop, decode_image, resolve_source
+from service.triton.gateway import ModelInfo, TritonGateway
+
+__all__ = ["ImageRequest", "RecognitionResult", "Recognizer", "Target"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """One image input: ``content`` (encoded bytes) or ``source`` (a data: URI), and an optional crop."""
+
+    content: bytes = b""
+    source: str = ""
+    bbox: tuple[float, float, float, float] | None = None
+    polygon: tuple[tuple[float, float], ...] = ()
+    crop_uniform_background: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What to run: a specification (its current version) or a version."""
+
+    spec_id: str = ""
+    version_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecognitionResult:
+    """One ``LabelsResult`` per specification output, in the specification's order."""
+
+    outputs: tuple[LabelsResult, ...]
+
+
+class DeploymentResolver(Protocol):
+    def for_spec(self, spec_id: str) -> Deployment: ...
+
+    def for_version(self, version_id: str) -> Deployment: ...
+
+
+class Recognizer:
+    def __init__(
+        self,
+        resolver: DeploymentResolver,
+        gateway: TritonGateway,
+        *,
+        max_image_pixels: int = 40_000_000,
+        triton_timeout_s: float | None = None,
+    ) -> None:
+        self._resolver = resolver
+        self._gateway = gateway
+        self._max_image_pixels = max_image_pixels
+        self._timeout_s = triton_timeout_s
+
+    def resolve(self, target: Target) -> Deployment:
+        if bool(target.spec_id) == bool(target.version_id):
+            raise InvalidArgumentError.field("target", "give exactly one of spec_id or version_id")
+        if target.spec_id:
+            return self._resolver.for_spec(target.spec_id)
+        return self._resolver.for_version(target.version_id)
+
+    async def recognize(
+        self,
+        target: Target,
+        image: ImageRequest,
+        *,
+        show_discarded: bool = False,
+        max_predictions: int = DEFAULT_MAX_PREDICTIONS,
+    ) -> RecognitionResult:
+        if max_predictions < 1:
+            raise InvalidArgumentError.field("max_predictions", f"must be at least 1, got {max_predictions}")
+        deployment = self.resolve(target)
+        if image.content:
+            data = image.content
+        elif image.source:
+            data = resolve_source(image.source)
+        else:
+            raise InvalidArgumentError.field("inputs[0].image", "has no image: set content or source")
+        prepared = await asyncio.to_thread(self._prepare, data, image, deployment)
+        info = await self._gateway.model_info(deployment.model_name)
+        inputs = _fit_inputs(prepared.tensors, info)
+        output_names = sorted({n for pp in deployment.version.post_processings for n in pp.tensor_names})
+        outputs = await self._gateway.infer(deployment.model_name, inputs, output_names, timeout_s=self._timeout_s)
+        if not info.batched:
+            outputs = {k: v[None] for k, v in outputs.items()}
+        results = tuple(
+            _postprocess(pp, out, outputs, inputs, info, prepared, max_predictions, show_discarded)
+            for pp, out in zip(deployment.version.post_processings, deployment.spec.outputs, strict=True)
+        )
+        return RecognitionResult(results)
+
+    def _prepare(self, data: bytes, image: ImageRequest, deployment: Deployment) -> PreparedInputs:
+        decoded = decode_image(data, max_pixels=self._max_image_pixels)
+        cropped, crop_region = crop(
+            decoded, bbox=image.bbox, polygon=image.polygon, uniform_background=image.crop_uniform_background
+        )
+        prepared = build_inputs(cropped, deployment.network.preprocessing, deployment.means)
+        return replace(prepared, region=crop_region.then(prepared.region))
+
+
+def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: ModelInfo) -> dict[str, npt.NDArray[Any]]:
+    """Check each tensor against the model's declared input, cast it to its dtype and add the batch dimension."""
+    fitted: dict[str, npt.NDArray[Any]] = {}
+    for name, array in tensors.items():
+        spec = info.input(name)
+        if spec is None:
+            raise FailedPreconditionError(
+                f"the network has no input {name!r} (its inputs: {', '.join(t.name for t in info.inputs)}); "
+                "its preprocessing does not match it"
+            )
+        if len(spec.shape) != array.ndim or any(d not in (-1, s) for d, s in zip(spec.shape, array.shape, strict=False)):
+            raise FailedPreconditionError(
+                f"the network input {name!r} takes shape {list(spec.shape)} but the preprocessing gives "
+                f"{list(array.shape)}; check target_size and dimension_order"
+            )
+        cast = array.astype(spec.dtype, copy=False)
+        fitted[name] = cast[None] if info.batched else cast
+    return fitted
+
+
+def _postprocess(
+    pp: ClassificationPostProcessing | DetectionPostProcessing,
+    output: SpecOutput,
+    outputs: Mapping[str, npt.NDArray[Any]],
+    inputs: Mapping[str, npt.NDArray[Any]],
+    info: ModelInfo,
+    prepared: PreparedInputs,
+    max_predictions: int,
+    show_discarded: bool,
+) -> LabelsResult:
+    labels = tuple(Label(lab.id, lab.name) for lab in output.labels)
+    if isinstance(pp, ClassificationPostProcessing):
+        scores = np.asarray(outputs[pp.output_tensor][0], dtype=np.float32).reshape(-1)
+        if scores.size != len(labels):
+            raise FailedPreconditionError(
+                f"output {pp.output_tensor!r} has {scores.size} values for {len(labels)} labels; the version does "
+                "not match its network"
+            )
+        result = classify(
+            scores, labels, exclusive=output.exclusive, thresholds=pp.thresholds, max_predictions=max_predictions
+        )
+    else:
+        from postprocess.detection import detect
+
+        tensors = dict(outputs)
+        if pp.normalize_wrt_tensor and pp.normalize_wrt_tensor not in tensors:
+            if pp.normalize_wrt_tensor not in inputs:
+                raise FailedPreconditionError(
+                    f"normalize_wrt_tensor {pp.normalize_wrt_tensor!r} is neither an input nor an output"
+                )
+            source = inputs[pp.normalize_wrt_tensor]
+            tensors[pp.normalize_wrt_tensor] = source if info.batched else source[None]
+        config = detection_config(pp, labels)
+        result = detect(tensors, config, max_predictions=max_predictions, input_size=prepared.input_size)[0]
+        result = _to_source_frame(result, prepared.region)
+    return result if show_discarded else LabelsResult(result.predicted, ())
+
+
+def _to_source_frame(result: LabelsResult, region: Region) -> LabelsResult:
+    def move(p: Prediction) -> Prediction:
+        if p.bbox is None:
+            return p
+        box = region.apply(np.array([[p.bbox.xmin, p.bbox.ymin, p.bbox.xmax, p.bbox.ymax]], dtype=np.float32))[0]
+        return replace(p, bbox=BBox(float(box[0]), float(box[1]), float(box[2]), float(box[3])))
+
+    if region == Region():
+        return result
+    return LabelsResult(tuple(map(move, result.predicted)), tuple(map(move, result.discarded)))

@@ -1,0 +1,84 @@
+"""A Python-based Triton backend named ``onnxruntime``: runs ``<version>/model.onnx`` with ONNX Runtime on the CPU.
+
+The embedded Triton (the ``nvidia-pytriton`` wheel) has no native ONNX Runtime backend; this file, installed as
+``<backend-dir>/onnxruntime/model.py``, serves every model whose ``config.pbtxt`` says ``backend: "onnxruntime"``.
+An official Triton container serves the same model folders with its native backend, unchanged.
+
+It runs inside Triton's Python backend stub, not in the service, so it imports nothing from the service.
+Requests of one execution (Triton's dynamic batcher groups them) are concatenated along the batch dimension and
+run as one ONNX Runtime call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+# The stub's embedded interpreter ignores PYTHONPATH and may see another environment's packages (a numpy 2 there
+# makes outputs come back empty): the launcher names the service environment's packages, which go first.
+sys.path[:0] = [p for p in os.environ.get("SIGHTLINE_BACKEND_PATH", "").split(os.pathsep) if p]
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        if int(np.__version__.split(".")[0]) >= 2:
+            raise RuntimeError(
+                f"numpy {np.__version__} at {np.__file__}: the Python backend needs numpy < 2 (with numpy 2 its "
+                "outputs come back empty); set SIGHTLINE_BACKEND_PATH to an environment with numpy < 2"
+            )
+        config = json.loads(args["model_config"])
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        options = ort.SessionOptions()
+        params = config.get("parameters", {})
+        threads = int(params.get("intra_op_thread_count", {}).get("string_value", "0") or 0)
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+        self.input_types = {i.name: i.type for i in self.session.get_inputs()}
+        self.output_names = [o["name"] for o in config.get("output", [])] or [
+            o.name for o in self.session.get_outputs()
+        ]
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        feeds_per_request: list[dict[str, np.ndarray]] = []
+        for request in requests:
+            feeds = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.input_types}
+            feeds_per_request.append({k: v.as_numpy() for k, v in feeds.items() if v is not None})
+        if self.batched and len(requests) > 1:
+            sizes = [next(iter(f.values())).shape[0] for f in feeds_per_request]
+            merged = {k: np.concatenate([f[k] for f in feeds_per_request]) for k in feeds_per_request[0]}
+            try:
+                outputs = self.session.run(self.output_names, merged)
+            except Exception:  # noqa: BLE001 - one bad request must not fail its batch mates: run each alone
+                return [self._run_one(f) for f in feeds_per_request]
+            responses = []
+            start = 0
+            for size in sizes:
+                tensors = [pb_utils.Tensor(n, o[start : start + size]) for n, o in zip(self.output_names, outputs)]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+                start += size
+            return responses
+        return [self._run_one(f) for f in feeds_per_request]
+
+    def _run_one(self, feeds: dict[str, np.ndarray]) -> Any:
+        try:
+            outputs = self.session.run(self.output_names, feeds)
+        except Exception as exc:  # noqa: BLE001 - reported to the client as this request's error
+            return _error(exc)
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outputs)]
+        )
+
+    def finalize(self) -> None:
+        self.session = None
+
+
+def _error(exc: Exception) -> Any:
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"onnxruntime: {exc}"))

@@ -1,0 +1,167 @@
+"""The Triton gateway: every call the service makes to Triton, through one long-lived ``grpc.aio`` client.
+
+Embedded or remote, the gateway only knows an address. Triton's errors become domain errors here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
+
+from service.errors import InvalidArgumentError, NotFoundError, UnavailableError
+
+__all__ = ["GrpcTritonGateway", "ModelInfo", "TensorInfo", "TritonGateway"]
+
+log = logging.getLogger(__name__)
+
+Tensors = Mapping[str, npt.NDArray[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """A model input or output: its name, numpy dtype and shape without the batch dimension (-1 = any)."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    max_batch_size: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @property
+    def batched(self) -> bool:
+        return self.max_batch_size > 0
+
+    def input(self, name: str) -> TensorInfo | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+
+class TritonGateway(Protocol):
+    """What the use cases need from an inference server."""
+
+    async def infer(
+        self, model: str, inputs: Tensors, outputs: Sequence[str], *, timeout_s: float | None = None
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Run one request; ``inputs`` and the returned outputs carry the batch dimension when the model does."""
+        ...
+
+    async def model_info(self, model: str) -> ModelInfo: ...
+
+    async def model_ready(self, model: str) -> bool: ...
+
+    async def server_live(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class GrpcTritonGateway:
+    """A ``TritonGateway`` over ``tritonclient.grpc.aio`` (KServe v2 gRPC)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self._url = url
+        self._client = grpcclient.InferenceServerClient(url)
+        self._timeout_s = timeout_s
+        self._info: dict[str, ModelInfo] = {}
+        self._info_lock = asyncio.Lock()
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def server_live(self) -> bool:
+        try:
+            return bool(await self._client.is_server_live(client_timeout=2.0))
+        except InferenceServerException:
+            return False
+
+    async def model_ready(self, model: str) -> bool:
+        try:
+            return bool(await self._client.is_model_ready(model, client_timeout=2.0))
+        except InferenceServerException:
+            return False
+
+    async def model_info(self, model: str) -> ModelInfo:
+        """The model's configuration, read once and cached (a model's tensors do not change while loaded)."""
+        if (info := self._info.get(model)) is not None:
+            return info
+        async with self._info_lock:
+            if (info := self._info.get(model)) is None:
+                try:
+                    config = await self._client.get_model_config(model, as_json=True, client_timeout=self._timeout_s)
+                except InferenceServerException as exc:
+                    raise _domain_error(exc, model) from None
+                info = _model_info(model, config["config"])
+                self._info[model] = info
+        return info
+
+    def forget(self, model: str) -> None:
+        """Drop the cached configuration of a model (after it is unloaded or reloaded)."""
+        self._info.pop(model, None)
+
+    async def infer(
+        self, model: str, inputs: Tensors, outputs: Sequence[str], *, timeout_s: float | None = None
+    ) -> dict[str, npt.NDArray[Any]]:
+        request_inputs = []
+        for name, array in inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            request_inputs.append(tensor)
+        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        try:
+            result = await self._client.infer(
+                model, request_inputs, outputs=requested, client_timeout=timeout_s or self._timeout_s
+            )
+        except InferenceServerException as exc:
+            raise _domain_error(exc, model) from None
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for name in outputs:
+            array = result.as_numpy(name)
+            if array is None:
+                raise UnavailableError(f"Triton returned no output {name!r} for model {model!r}")
+            arrays[name] = array
+        return arrays
+
+
+def _model_info(model: str, config: Mapping[str, Any]) -> ModelInfo:
+    def tensors(items: Sequence[Mapping[str, Any]]) -> tuple[TensorInfo, ...]:
+        out = []
+        for t in items:
+            dtype = triton_to_np_dtype(str(t.get("data_type", "TYPE_FP32")).removeprefix("TYPE_"))
+            out.append(TensorInfo(t["name"], np.dtype(dtype), tuple(int(d) for d in t.get("dims", []))))
+        return tuple(out)
+
+    return ModelInfo(
+        name=model,
+        max_batch_size=int(config.get("max_batch_size", 0)),
+        inputs=tensors(config.get("input", [])),
+        outputs=tensors(config.get("output", [])),
+    )
+
+
+def _domain_error(exc: InferenceServerException, model: str) -> Exception:
+    status = str(exc.status() or "")
+    message = str(exc.message() or exc)
+    log.warning("Triton call for model %s failed: %s %s", model, status, message)
+    if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "Deadline" in message:
+        return UnavailableError(f"the inference server did not answer for model {model!r}; retry later")
+    if "NOT_FOUND" in status or "unknown model" in message or "not found" in message:
+        return NotFoundError("model", model)
+    if "INVALID_ARG" in status:
+        return InvalidArgumentError(f"the network rejected its inputs: {message}")
+    return UnavailableError(f"the inference server failed for model {model!r}: {message}")
