@@ -29,9 +29,10 @@ def _to_json(message: Any) -> dict[str, Any]:
 
 
 async def _recognize(server: str, spec: str, image: Path, *, show_discarded: bool, max_predictions: int | None) -> Any:
+    content = await asyncio.to_thread(image.read_bytes)
     request = inference_pb2.RecognizeRequest(
         spec_id=spec,
-        inputs=[inference_pb2.Input(image=inference_pb2.ImageInput(content=image.read_bytes()))],
+        inputs=[inference_pb2.Input(image=inference_pb2.ImageInput(content=content))],
         show_discarded=show_discarded,
     )
     if max_predictions is not None:
@@ -60,7 +61,11 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(
             _recognize(
-                args.server, args.spec, args.image, show_discarded=args.show_discarded, max_predictions=args.max_predictions
+                args.server,
+                args.spec,
+                args.image,
+                show_discarded=args.show_discarded,
+                max_predictions=args.max_predictions,
             )
         )
     except grpc.aio.AioRpcError as exc:
@@ -98,7 +103,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     for spec in specs:
         for output in spec.outputs:
             labels = output.labels
-            kind = "detection" if labels.roi == recognition_pb2.BBOX else ("classification" if labels.exclusive else "tagging")
+            kind = (
+                "detection"
+                if labels.roi == recognition_pb2.BBOX
+                else ("classification" if labels.exclusive else "tagging")
+            )
             names = ", ".join(lab.name for lab in labels.labels)
             print(f"{spec.id:<22} {kind:<15} {names}")
     return 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from postprocess.decoders import AnchoredOutput, DirectOutput, YoloOutput, Yolov5Output, Yolov8Output
 from service.errors import InvalidArgumentError
 
 __all__ = [
@@ -177,36 +178,6 @@ def default_threshold(output: SpecOutput) -> float:
 # ---------------------------------------------------------------------------------------- post-processings
 
 
-@dataclass(frozen=True, slots=True)
-class AnchoredOutput:
-    anchors_tensor: str
-    scores_tensor: str
-    offsets_tensor: str
-
-
-@dataclass(frozen=True, slots=True)
-class DirectOutput:
-    boxes_tensor: str
-    scores_tensor: str
-    classes_tensor: str
-
-
-@dataclass(frozen=True, slots=True)
-class YoloOutput:
-    output_tensor: str
-    anchors: tuple[float, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Yolov5Output:
-    output_tensor: str
-
-
-@dataclass(frozen=True, slots=True)
-class Yolov8Output:
-    output_tensor: str
-
-
 DetectionOutput = AnchoredOutput | DirectOutput | YoloOutput | Yolov5Output | Yolov8Output
 _DETECTION_KINDS: dict[str, type[DetectionOutput]] = {
     "anchored_output": AnchoredOutput,
@@ -239,12 +210,7 @@ class DetectionPostProcessing:
     @property
     def tensor_names(self) -> tuple[str, ...]:
         """The network outputs this post-processing reads (``normalize_wrt_tensor`` is an input)."""
-        out = self.output
-        if isinstance(out, AnchoredOutput):
-            return (out.anchors_tensor, out.scores_tensor, out.offsets_tensor)
-        if isinstance(out, DirectOutput):
-            return (out.boxes_tensor, out.scores_tensor, out.classes_tensor)
-        return (out.output_tensor,)
+        return self.output.tensor_names
 
 
 PostProcessing = ClassificationPostProcessing | DetectionPostProcessing
@@ -321,20 +287,20 @@ def parse_target_size(raw: str, resize_type: ResizeType, where: str) -> tuple[in
 
 def parse_image_preprocessing(raw: Any, path: str) -> ImagePreprocessing:
     obj = _mapping(raw, path.rstrip("."))
-    resize = _enum(ResizeType, _get(obj, "resize_type", path, str), f"{path}resize_type")
+    resize = _enum(ResizeType, _get(obj, "resize_type", path, (str, int)), f"{path}resize_type")
     scaling = float(_get(obj, "pixel_scaling", path, (int, float), 255.0))
     if not scaling > 0:
         raise InvalidArgumentError.field(f"{path}pixel_scaling", "must be positive")
     return ImagePreprocessing(
-        dimension_order=_enum(DimensionOrder, _get(obj, "dimension_order", path, str), f"{path}dimension_order"),
+        dimension_order=_enum(DimensionOrder, _get(obj, "dimension_order", path, (str, int)), f"{path}dimension_order"),
         resize_type=resize,
         target=parse_target_size(_get(obj, "target_size", path, str), resize, f"{path}target_size"),
         color_channels=_enum(
-            ColorChannels, _get(obj, "color_channels", path, str), f"{path}color_channels", {"GRAY": "L"}
+            ColorChannels, _get(obj, "color_channels", path, (str, int)), f"{path}color_channels", {"GRAY": "L"}
         ),
         pixel_scaling=scaling,
         mean_file=_get(obj, "mean_file", path, str, ""),
-        data_type=_enum(DataType, _get(obj, "data_type", path, str, "FLOAT32"), f"{path}data_type"),
+        data_type=_enum(DataType, _get(obj, "data_type", path, (str, int), "FLOAT32"), f"{path}data_type"),
     )
 
 
@@ -415,7 +381,7 @@ def parse_spec_output(raw: Any, path: str) -> SpecOutput:
         )
     if len({lab.id for lab in labels}) != len(labels):
         raise InvalidArgumentError.field(f"{where}labels", "label ids must be unique")
-    roi = _enum(Roi, _get(obj, "roi", where, str, "NONE"), f"{where}roi", {"ROI_TYPE_UNSPECIFIED": "NONE"})
+    roi = _enum(Roi, _get(obj, "roi", where, (str, int), "NONE"), f"{where}roi", {"ROI_TYPE_UNSPECIFIED": "NONE"})
     return SpecOutput(tuple(labels), bool(_get(obj, "exclusive", where, bool, False)), roi)
 
 
@@ -443,25 +409,19 @@ def parse_post_processing(raw: Any, path: str) -> PostProcessing:
     ow = f"{where}{kind}."
     if kind == "anchored_output":
         out = AnchoredOutput(
-            *(
-                _nonempty(_get(body, k, ow, str), f"{ow}{k}")
-                for k in ("anchors_tensor", "scores_tensor", "offsets_tensor")
-            )
+            _tensor(body, "anchors_tensor", ow), _tensor(body, "scores_tensor", ow), _tensor(body, "offsets_tensor", ow)
         )
     elif kind == "direct_output":
         out = DirectOutput(
-            *(
-                _nonempty(_get(body, k, ow, str), f"{ow}{k}")
-                for k in ("boxes_tensor", "scores_tensor", "classes_tensor")
-            )
+            _tensor(body, "boxes_tensor", ow), _tensor(body, "scores_tensor", ow), _tensor(body, "classes_tensor", ow)
         )
     elif kind == "yolo_output":
         anchors = tuple(float(a) for a in _get(body, "anchors", ow, list))
         if not anchors or len(anchors) % 2 or any(not a > 0 for a in anchors):
             raise InvalidArgumentError.field(f"{ow}anchors", "must be positive (w, h) pairs in grid cells")
-        out = YoloOutput(_nonempty(_get(body, "output_tensor", ow, str), f"{ow}output_tensor"), anchors)
+        out = YoloOutput(_tensor(body, "output_tensor", ow), anchors)
     else:
-        tensor = _nonempty(_get(body, "output_tensor", ow, str), f"{ow}output_tensor")
+        tensor = _tensor(body, "output_tensor", ow)
         out = Yolov5Output(tensor) if kind == "yolov5_output" else Yolov8Output(tensor)
     agnostic = _get(det, "class_agnostic_nms_threshold", where, (int, float), None)
     return DetectionPostProcessing(
@@ -476,6 +436,10 @@ def parse_post_processing(raw: Any, path: str) -> PostProcessing:
         if agnostic is None
         else _unit(agnostic, f"{where}class_agnostic_nms_threshold"),
     )
+
+
+def _tensor(body: Mapping[str, Any], key: str, path: str) -> str:
+    return _nonempty(_get(body, key, path, str), f"{path}{key}")
 
 
 def _nonempty(value: str, where: str) -> str:

@@ -121,15 +121,15 @@ def decode_image(data: bytes, *, max_pixels: int) -> RGBImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data))
+            width, height = opened.size
             if width * height > max_pixels:
                 raise ResourceExhaustedError(
                     f"the image has {width}x{height} pixels, above this server's limit of {max_pixels}; send a "
                     "smaller image"
                 )
-            image.load()
-            image = ImageOps.exif_transpose(image)
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise InvalidArgumentError.field(
             "inputs[0].image", "could not be decoded as an image (JPEG, PNG, BMP, GIF, TIFF, WebP ...)"

@@ -7,8 +7,9 @@ boxes mapped back to the source image's frame.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -16,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from postprocess.classification import classify
+from postprocess.detection import DetectionConfig, detect
+from postprocess.errors import PostprocessError
 from postprocess.types import BBox, Label, LabelsResult, Prediction
 from service.catalog import Deployment
 from service.domain import (
@@ -110,10 +113,15 @@ class Recognizer:
         outputs = await self._gateway.infer(deployment.model_name, inputs, output_names, timeout_s=self._timeout_s)
         if not info.batched:
             outputs = {k: v[None] for k, v in outputs.items()}
-        results = tuple(
-            _postprocess(pp, out, outputs, inputs, info, prepared, max_predictions, show_discarded)
-            for pp, out in zip(deployment.version.post_processings, deployment.spec.outputs, strict=True)
-        )
+        try:
+            results = tuple(
+                _postprocess(pp, out, outputs, inputs, info, prepared, max_predictions, show_discarded)
+                for pp, out in zip(deployment.version.post_processings, deployment.spec.outputs, strict=True)
+            )
+        except PostprocessError as exc:
+            raise FailedPreconditionError(
+                f"the outputs of network {deployment.network.id!r} do not fit version {deployment.version.id!r}: {exc}"
+            ) from None
         return RecognitionResult(results)
 
     def _prepare(self, data: bytes, image: ImageRequest, deployment: Deployment) -> PreparedInputs:
@@ -135,7 +143,9 @@ def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: ModelInfo) -> dic
                 f"the network has no input {name!r} (its inputs: {', '.join(t.name for t in info.inputs)}); "
                 "its preprocessing does not match it"
             )
-        if len(spec.shape) != array.ndim or any(d not in (-1, s) for d, s in zip(spec.shape, array.shape, strict=False)):
+        if len(spec.shape) != array.ndim or any(
+            d not in (-1, s) for d, s in zip(spec.shape, array.shape, strict=False)
+        ):
             raise FailedPreconditionError(
                 f"the network input {name!r} takes shape {list(spec.shape)} but the preprocessing gives "
                 f"{list(array.shape)}; check target_size and dimension_order"
@@ -167,8 +177,6 @@ def _postprocess(
             scores, labels, exclusive=output.exclusive, thresholds=pp.thresholds, max_predictions=max_predictions
         )
     else:
-        from postprocess.detection import detect
-
         tensors = dict(outputs)
         if pp.normalize_wrt_tensor and pp.normalize_wrt_tensor not in tensors:
             if pp.normalize_wrt_tensor not in inputs:
@@ -177,10 +185,29 @@ def _postprocess(
                 )
             source = inputs[pp.normalize_wrt_tensor]
             tensors[pp.normalize_wrt_tensor] = source if info.batched else source[None]
-        config = detection_config(pp, labels)
-        result = detect(tensors, config, max_predictions=max_predictions, input_size=prepared.input_size)[0]
+        config = _detection_config(pp, labels)
+        result = detect(
+            tensors,
+            config,
+            max_predictions=max_predictions,
+            input_size=prepared.input_size,
+            with_discarded=show_discarded,
+        )[0]
         result = _to_source_frame(result, prepared.region)
     return result if show_discarded else LabelsResult(result.predicted, ())
+
+
+@functools.lru_cache(maxsize=256)
+def _detection_config(pp: DetectionPostProcessing, labels: tuple[Label, ...]) -> DetectionConfig:
+    return DetectionConfig(
+        output=pp.output,
+        labels=labels,
+        thresholds=pp.thresholds,
+        nms_threshold=pp.nms_threshold,
+        discard_threshold=pp.discard_threshold,
+        normalize_wrt_tensor=pp.normalize_wrt_tensor,
+        class_agnostic_nms=pp.class_agnostic_nms_threshold,
+    )
 
 
 def _to_source_frame(result: LabelsResult, region: Region) -> LabelsResult:

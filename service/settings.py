@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     """Largest gRPC message accepted or sent (an encoded image travels in one)."""
 
     max_image_pixels: int = Field(40_000_000, ge=1)
-    """Largest decoded image (width × height); larger ones are refused with RESOURCE_EXHAUSTED."""
+    """Largest decoded image (width x height); larger ones are refused with RESOURCE_EXHAUSTED."""
 
     max_pending_tasks: int = Field(256, ge=1)
     """Asynchronous inference tasks running at once; more are refused with RESOURCE_EXHAUSTED."""

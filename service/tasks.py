@@ -73,13 +73,18 @@ class TaskRunner(Generic[R]):
         except SightlineError as exc:
             self._keep(replace(task, status=TaskStatus.ERROR, error=exc.message, date_updated=datetime.now(UTC)))
         except asyncio.CancelledError:
-            self._keep(replace(task, status=TaskStatus.ERROR, error="cancelled: the server shut down",
-                               date_updated=datetime.now(UTC)))
+            self._keep(
+                replace(
+                    task,
+                    status=TaskStatus.ERROR,
+                    error="cancelled: the server shut down",
+                    date_updated=datetime.now(UTC),
+                )
+            )
             raise
         except Exception:
             log.exception("task %s failed", task.id)
-            self._keep(replace(task, status=TaskStatus.ERROR, error="internal error",
-                               date_updated=datetime.now(UTC)))
+            self._keep(replace(task, status=TaskStatus.ERROR, error="internal error", date_updated=datetime.now(UTC)))
         else:
             self._keep(replace(task, status=TaskStatus.SUCCESS, data=data, date_updated=datetime.now(UTC)))
 

@@ -47,7 +47,7 @@ STATUS_TABLE: dict[type[SightlineError], grpc.StatusCode] = {
 def _code_for(exc: SightlineError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in STATUS_TABLE:
-            return STATUS_TABLE[cls]  # type: ignore[index]
+            return STATUS_TABLE[cls]
     return grpc.StatusCode.INTERNAL
 
 
@@ -122,7 +122,7 @@ def grpc_errors(
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+        except Exception as exc:
             await abort_with(context, exc)
             raise AssertionError("unreachable: abort raises") from exc
 
@@ -141,7 +141,7 @@ def grpc_stream_errors(
                 yield item
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+        except Exception as exc:
             await abort_with(context, exc)
 
     return wrapper

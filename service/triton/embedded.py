@@ -13,8 +13,8 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import site
+import socket
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -118,7 +118,9 @@ class EmbeddedTriton:
     def _environment(self, install: TritonInstall) -> dict[str, str]:
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(install.libs), sysconfig.get_config_var("LIBDIR") or "", env.get("LD_LIBRARY_PATH", "")) if p
+            p
+            for p in (str(install.libs), sysconfig.get_config_var("LIBDIR") or "", env.get("LD_LIBRARY_PATH", ""))
+            if p
         )
         # The backend stub embeds its own interpreter, which ignores PYTHONPATH: our backend reads this instead to
         # find this environment's packages (numpy, onnxruntime).
@@ -181,7 +183,9 @@ class EmbeddedTriton:
                         return
                 if loop.time() > deadline:
                     await self.stop()
-                    raise UnavailableError(f"the embedded Triton was not ready after {timeout_s:.0f} s; see {self._log_file}")
+                    raise UnavailableError(
+                        f"the embedded Triton was not ready after {timeout_s:.0f} s; see {self._log_file}"
+                    )
                 await asyncio.sleep(0.25)
         finally:
             await client.close()

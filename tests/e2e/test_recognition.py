@@ -76,7 +76,9 @@ async def test_discarded_only_on_request_and_max_predictions(
     assert len(capped.outputs[0].labels.discarded) == 2
 
 
-async def test_data_uri_sources(recognition: recognition_pb2_grpc.RecognitionServiceStub, solid_image: SolidImage) -> None:
+async def test_data_uri_sources(
+    recognition: recognition_pb2_grpc.RecognitionServiceStub, solid_image: SolidImage
+) -> None:
     png = solid_image(COLORS["green"])
     b64 = inference_pb2.ImageInput(source="data:image/png;base64," + base64.b64encode(png).decode())
     binary = inference_pb2.ImageInput(source="data:image/png;binary," + png.decode("latin-1"))
@@ -87,7 +89,9 @@ async def test_data_uri_sources(recognition: recognition_pb2_grpc.RecognitionSer
         assert result.outputs[0].labels.predicted[0].label_name == "green"
 
 
-async def test_bbox_and_polygon_crop_before_recognition(recognition: recognition_pb2_grpc.RecognitionServiceStub) -> None:
+async def test_bbox_and_polygon_crop_before_recognition(
+    recognition: recognition_pb2_grpc.RecognitionServiceStub,
+) -> None:
     array = np.zeros((100, 100, 3), dtype=np.uint8)
     array[:] = COLORS["yellow"]
     array[50:, 50:] = COLORS["red"]
@@ -103,7 +107,9 @@ async def test_bbox_and_polygon_crop_before_recognition(recognition: recognition
     assert [p.label_name for p in result.outputs[0].labels.predicted][:2] == ["red", "black"]
 
 
-async def test_recognize_by_version(recognition: recognition_pb2_grpc.RecognitionServiceStub, solid_image: SolidImage) -> None:
+async def test_recognize_by_version(
+    recognition: recognition_pb2_grpc.RecognitionServiceStub, solid_image: SolidImage
+) -> None:
     req = inference_pb2.RecognizeRequest(
         version_id="colors-v1.1",
         inputs=[inference_pb2.Input(image=inference_pb2.ImageInput(content=solid_image(COLORS["white"])))],
@@ -113,7 +119,9 @@ async def test_recognize_by_version(recognition: recognition_pb2_grpc.Recognitio
 
 
 async def test_infer_returns_a_task_that_ends_in_success(
-    recognition: recognition_pb2_grpc.RecognitionServiceStub, tasks: tasks_pb2_grpc.TaskServiceStub, solid_image: SolidImage
+    recognition: recognition_pb2_grpc.RecognitionServiceStub,
+    tasks: tasks_pb2_grpc.TaskServiceStub,
+    solid_image: SolidImage,
 ) -> None:
     response = await recognition.Infer(request(solid_image(COLORS["blue"])))
     assert response.task_id
@@ -165,7 +173,8 @@ async def test_public_specs_and_networks(
     network = await networks.GetNetwork(networks_pb2.GetNetworkRequest(network_id="colors"))  # type: ignore[attr-defined]
     assert network.preprocessing.inputs[0].image.target_size == "64x64"
     page = await recognition.ListSpecifications(common_pb2.ListRequest(offset=0, limit=1))
-    assert len(page.results) == 1 and page.count == listed.count
+    assert len(page.results) == 1
+    assert page.count == listed.count
 
 
 async def test_concurrent_requests_are_batched_and_right(
@@ -202,7 +211,9 @@ async def test_bad_requests_get_clear_statuses(
     assert words in (error.value.details() or "")
 
 
-async def test_truncated_image(recognition: recognition_pb2_grpc.RecognitionServiceStub, solid_image: SolidImage) -> None:
+async def test_truncated_image(
+    recognition: recognition_pb2_grpc.RecognitionServiceStub, solid_image: SolidImage
+) -> None:
     array = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     jpeg = encode(array, "JPEG")
     with pytest.raises(grpc.aio.AioRpcError) as error:

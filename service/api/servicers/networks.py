@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -12,7 +12,7 @@ from service.errors import InvalidArgumentError
 
 __all__ = ["NetworkServicer"]
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
@@ -20,7 +20,9 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
         self._catalog = catalog
 
     @grpc_errors
-    async def ListNetworks(self, request: common_pb2.ListRequest, context: Context) -> networks_pb2.ListNetworksResponse:
+    async def ListNetworks(
+        self, request: common_pb2.ListRequest, context: Context
+    ) -> networks_pb2.ListNetworksResponse:
         networks = self._catalog.networks()
         return networks_pb2.ListNetworksResponse(
             count=len(networks),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -20,7 +20,7 @@ from service.tasks import TaskRunner
 
 __all__ = ["RecognitionServicer"]
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):

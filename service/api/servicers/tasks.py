@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -12,7 +12,7 @@ from service.tasks import TaskRunner
 
 __all__ = ["TaskServicer"]
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):

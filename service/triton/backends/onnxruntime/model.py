@@ -47,7 +47,7 @@ class TritonPythonModel:
         ]
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        feeds_per_request: list[dict[str, np.ndarray]] = []
+        feeds_per_request: list[dict[str, Any]] = []
         for request in requests:
             feeds = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.input_types}
             feeds_per_request.append({k: v.as_numpy() for k, v in feeds.items() if v is not None})
@@ -56,24 +56,26 @@ class TritonPythonModel:
             merged = {k: np.concatenate([f[k] for f in feeds_per_request]) for k in feeds_per_request[0]}
             try:
                 outputs = self.session.run(self.output_names, merged)
-            except Exception:  # noqa: BLE001 - one bad request must not fail its batch mates: run each alone
+            except Exception:
                 return [self._run_one(f) for f in feeds_per_request]
             responses = []
             start = 0
             for size in sizes:
-                tensors = [pb_utils.Tensor(n, o[start : start + size]) for n, o in zip(self.output_names, outputs)]
+                tensors = [
+                    pb_utils.Tensor(n, o[start : start + size]) for n, o in zip(self.output_names, outputs, strict=True)
+                ]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
                 start += size
             return responses
         return [self._run_one(f) for f in feeds_per_request]
 
-    def _run_one(self, feeds: dict[str, np.ndarray]) -> Any:
+    def _run_one(self, feeds: dict[str, Any]) -> Any:
         try:
             outputs = self.session.run(self.output_names, feeds)
-        except Exception as exc:  # noqa: BLE001 - reported to the client as this request's error
+        except Exception as exc:
             return _error(exc)
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outputs)]
+            output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outputs, strict=True)]
         )
 
     def finalize(self) -> None:
