@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -26,6 +27,7 @@ __all__ = ["EmbeddedTriton", "TritonPorts", "find_triton"]
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
 _BACKEND_SOURCE = Path(__file__).parent / "backends" / "onnxruntime" / "model.py"
 
 
@@ -75,6 +77,12 @@ def _install(source: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to kill it if the service dies without stopping it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -86,10 +94,10 @@ class EmbeddedTriton:
 
     def __init__(self, repositories: list[Path], work_dir: Path, *, log_verbose: int = 0) -> None:
         self._repositories = repositories
-        self._work_dir = work_dir
+        self._work_dir = work_dir.resolve()
         self._log_verbose = log_verbose
         self._process: asyncio.subprocess.Process | None = None
-        self._log_file: Path = work_dir / "triton.log"
+        self._log_file: Path = self._work_dir / "triton.log"
         self.ports: TritonPorts | None = None
 
     @property
@@ -155,7 +163,9 @@ class EmbeddedTriton:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 env=self._environment(install),
+                # Its own session: a terminal's Ctrl-C reaches the service, which stops Triton in order.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         await self._wait_ready(timeout_s)
         return self.url
