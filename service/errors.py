@@ -9,12 +9,15 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExistsError",
+    "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ResourceExhaustedError",
     "SightlineError",
+    "SourceUnavailableError",
     "UnavailableError",
 ]
 
@@ -91,3 +94,21 @@ class UnavailableError(SightlineError):
     def __init__(self, message: str, retry_after_s: float | None = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class SourceUnavailableError(UnavailableError):
+    """An image source (a URL) could not be reached or answered with a server error; retrying later may work."""
+
+    reason = "SOURCE_UNAVAILABLE"
+
+
+class PermissionDeniedError(SightlineError):
+    """The server's policy forbids what the request asks (e.g. fetching from a private address)."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class DeadlineExceededError(SightlineError):
+    """A server-side time limit ran out (e.g. fetching an image source took too long)."""
+
+    reason = "DEADLINE_EXCEEDED"

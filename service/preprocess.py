@@ -31,10 +31,12 @@ from service.errors import InvalidArgumentError, ResourceExhaustedError
 
 __all__ = [
     "PreparedInputs",
+    "RGBImage",
     "Region",
     "build_inputs",
     "crop",
     "decode_image",
+    "from_raw_pixels",
     "image_tensor",
     "resize",
     "resolve_source",
@@ -112,6 +114,24 @@ def resolve_source(source: str) -> bytes:
                 "a ;binary data URI carries one byte per character (code points 0-255); send raw bytes in content",
             ) from None
     return urllib.parse.unquote_to_bytes(payload)
+
+
+def from_raw_pixels(data: bytes, width: int, height: int, channels: int, *, bgr: bool = False) -> RGBImage:
+    """Raw rows of ``channels`` bytes per pixel (3: RGB or BGR, 1: gray), no row padding, as (H, W, 3) RGB."""
+    if channels not in (1, 3):
+        raise InvalidArgumentError.field("frame.raw.format", "must be RGB24, BGR24 or GRAY8")
+    if width < 1 or height < 1:
+        raise InvalidArgumentError.field("frame.raw", f"{width}x{height} is not an image size")
+    expected = width * height * channels
+    if len(data) != expected:
+        raise InvalidArgumentError.field(
+            "frame.raw.data",
+            f"holds {len(data)} bytes; {width}x{height} at {channels} byte(s) a pixel needs {expected}",
+        )
+    pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels)
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., ::-1]) if bgr else pixels
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> RGBImage:

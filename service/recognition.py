@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -28,10 +29,18 @@ from service.domain import (
     SpecOutput,
 )
 from service.errors import FailedPreconditionError, InvalidArgumentError
-from service.preprocess import PreparedInputs, Region, build_inputs, crop, decode_image, resolve_source
+from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, decode_image, resolve_source
 from service.triton.gateway import ModelInfo, TritonGateway
 
-__all__ = ["ImageRequest", "RecognitionResult", "Recognizer", "Target"]
+__all__ = [
+    "ImageRequest",
+    "RecognitionResult",
+    "Recognizer",
+    "StageTiming",
+    "Target",
+    "check_max_predictions",
+    "with_thresholds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,15 @@ class Target:
 
     spec_id: str = ""
     version_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StageTiming:
+    """Milliseconds spent preprocessing (decoding included), in Triton, and post-processing."""
+
+    preprocess_ms: float
+    triton_ms: float
+    postprocess_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +115,7 @@ class Recognizer:
         show_discarded: bool = False,
         max_predictions: int = DEFAULT_MAX_PREDICTIONS,
     ) -> RecognitionResult:
-        if max_predictions < 1:
-            raise InvalidArgumentError.field("max_predictions", f"must be at least 1, got {max_predictions}")
+        check_max_predictions(max_predictions)
         deployment = self.resolve(target)
         if image.content:
             data = image.content
@@ -106,13 +123,36 @@ class Recognizer:
             data = resolve_source(image.source)
         else:
             raise InvalidArgumentError.field("inputs[0].image", "has no image: set content or source")
-        prepared = await asyncio.to_thread(self._prepare, data, image, deployment)
+        result, _ = await self.run(
+            deployment,
+            lambda: decode_image(data, max_pixels=self._max_image_pixels),
+            image,
+            show_discarded=show_discarded,
+            max_predictions=max_predictions,
+        )
+        return result
+
+    async def run(
+        self,
+        deployment: Deployment,
+        load: Callable[[], RGBImage],
+        crop_request: ImageRequest | None = None,
+        *,
+        show_discarded: bool = False,
+        max_predictions: int = DEFAULT_MAX_PREDICTIONS,
+    ) -> tuple[RecognitionResult, StageTiming]:
+        """One image through a deployment: ``load`` (decoding, run in a worker thread), crop, preprocessing,
+        Triton, post-processing. Returns the result and the time each stage took."""
+        started = time.perf_counter()
+        prepared = await asyncio.to_thread(self._prepare, load, crop_request, deployment)
+        prepared_at = time.perf_counter()
         info = await self._gateway.model_info(deployment.model_name)
         inputs = _fit_inputs(prepared.tensors, info)
         output_names = sorted({n for pp in deployment.version.post_processings for n in pp.tensor_names})
         outputs = await self._gateway.infer(deployment.model_name, inputs, output_names, timeout_s=self._timeout_s)
         if not info.batched:
             outputs = {k: v[None] for k, v in outputs.items()}
+        inferred_at = time.perf_counter()
         try:
             results = tuple(
                 _postprocess(pp, out, outputs, inputs, info, prepared, max_predictions, show_discarded)
@@ -122,15 +162,52 @@ class Recognizer:
             raise FailedPreconditionError(
                 f"the outputs of network {deployment.network.id!r} do not fit version {deployment.version.id!r}: {exc}"
             ) from None
-        return RecognitionResult(results)
+        done_at = time.perf_counter()
+        timing = StageTiming(
+            preprocess_ms=(prepared_at - started) * 1e3,
+            triton_ms=(inferred_at - prepared_at) * 1e3,
+            postprocess_ms=(done_at - inferred_at) * 1e3,
+        )
+        return RecognitionResult(results), timing
 
-    def _prepare(self, data: bytes, image: ImageRequest, deployment: Deployment) -> PreparedInputs:
-        decoded = decode_image(data, max_pixels=self._max_image_pixels)
+    def _prepare(
+        self, load: Callable[[], RGBImage], crop_request: ImageRequest | None, deployment: Deployment
+    ) -> PreparedInputs:
+        decoded = load()
+        request = crop_request or ImageRequest()
         cropped, crop_region = crop(
-            decoded, bbox=image.bbox, polygon=image.polygon, uniform_background=image.crop_uniform_background
+            decoded, bbox=request.bbox, polygon=request.polygon, uniform_background=request.crop_uniform_background
         )
         prepared = build_inputs(cropped, deployment.network.preprocessing, deployment.means)
         return replace(prepared, region=crop_region.then(prepared.region))
+
+
+def check_max_predictions(max_predictions: int) -> None:
+    if max_predictions < 1:
+        raise InvalidArgumentError.field("max_predictions", f"must be at least 1, got {max_predictions}")
+
+
+def with_thresholds(deployment: Deployment, thresholds: Sequence[Sequence[float]]) -> Deployment:
+    """The deployment with its version's per-label thresholds replaced (one list per specification output)."""
+    if not thresholds:
+        return deployment
+    if len(thresholds) != len(deployment.spec.outputs):
+        raise InvalidArgumentError.field(
+            "output_thresholds",
+            f"has {len(thresholds)} entries for {len(deployment.spec.outputs)} specification outputs",
+        )
+    post = []
+    for i, (pp, values, out) in enumerate(
+        zip(deployment.version.post_processings, thresholds, deployment.spec.outputs, strict=True)
+    ):
+        if len(values) != len(out.labels):
+            raise InvalidArgumentError.field(
+                f"output_thresholds[{i}].thresholds", f"has {len(values)} values for {len(out.labels)} labels"
+            )
+        if not all(0.0 <= v <= 1.0 for v in values):
+            raise InvalidArgumentError.field(f"output_thresholds[{i}].thresholds", "values must be in [0, 1]")
+        post.append(replace(pp, thresholds=tuple(float(v) for v in values)))
+    return replace(deployment, version=replace(deployment.version, post_processings=tuple(post)))
 
 
 def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: ModelInfo) -> dict[str, npt.NDArray[Any]]:

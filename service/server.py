@@ -27,6 +27,7 @@ from service.api.servicers.tasks import TaskServicer
 from service.catalog import Catalog
 from service.recognition import RecognitionResult, Recognizer
 from service.settings import Settings
+from service.streams import StreamRunner
 from service.tasks import TaskRunner
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
@@ -50,6 +51,7 @@ class Application:
     port: int
     gateway: GrpcTritonGateway
     tasks: TaskRunner[RecognitionResult]
+    streams: StreamRunner
     health: health.aio.HealthServicer
     triton: EmbeddedTriton | None = None
 
@@ -97,8 +99,9 @@ async def _start_server(settings: Settings, catalog: Catalog, url: str, triton: 
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.aio.server(options=options)
+    streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels)
     recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
-        RecognitionServicer(catalog, recognizer, tasks), server
+        RecognitionServicer(catalog, recognizer, tasks, streams), server
     )
     networks_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(catalog), server)
     tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(tasks), server)
@@ -115,7 +118,7 @@ async def _start_server(settings: Settings, catalog: Catalog, url: str, triton: 
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("Sightline serves on %s:%d (Triton at %s)", settings.host, port, url)
-    return Application(server, port, gateway, tasks, health_servicer, triton)
+    return Application(server, port, gateway, tasks, streams, health_servicer, triton)
 
 
 @contextlib.asynccontextmanager

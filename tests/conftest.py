@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -41,15 +44,29 @@ def solid_image() -> Callable[[tuple[int, int, int]], bytes]:
     return make
 
 
+@dataclass(frozen=True)
+class TritonFixture:
+    url: str
+    models: Path
+    """The writable repository the session's Triton serves besides the bundled one (test-only models)."""
+
+
 @pytest.fixture(scope="session")
-async def triton_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """A real embedded Triton over the bundled repository, started once for the whole session."""
+async def triton(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TritonFixture]:
+    """A real embedded Triton over the bundled repository (plus test models), started once for the session."""
     work = tmp_path_factory.mktemp("triton")
-    (work / "models").mkdir()
-    triton = EmbeddedTriton([ROOT / "model_repository", work / "models"], work)
-    url = await triton.start(timeout_s=300)
-    yield url
-    await triton.stop()
+    models = work / "models"
+    models.mkdir()
+    write_slow_model(models)
+    embedded = EmbeddedTriton([ROOT / "model_repository", models], work)
+    url = await embedded.start(timeout_s=300)
+    yield TritonFixture(url, models)
+    await embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_url(triton: TritonFixture) -> str:
+    return triton.url
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +95,42 @@ def networks(channel: grpc.aio.Channel) -> networks_pb2_grpc.NetworkServiceStub:
 @pytest.fixture(scope="session")
 def tasks(channel: grpc.aio.Channel) -> tasks_pb2_grpc.TaskServiceStub:
     return tasks_pb2_grpc.TaskServiceStub(channel)
+
+
+SLOW_CONFIG = """name: "slow-colors"
+backend: "python"
+max_batch_size: 8
+input [{ name: "data" data_type: TYPE_FP32 dims: [3, 64, 64] }]
+output [{ name: "share" data_type: TYPE_FP32 dims: [6] }]
+instance_group [{ kind: KIND_CPU count: 1 }]
+"""
+
+
+def write_slow_model(repository: Path) -> None:
+    """A test-only public model ``slow-colors-v1``: the colors answer, 60 ms an execution (Python backend)."""
+    folder = repository / "slow-colors"
+    (folder / "1").mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "e2e" / "models" / "slow_colors.py", folder / "1" / "model.py")
+    shutil.copy(ROOT / "model_repository" / "colors" / "mean.npy", folder / "mean.npy")
+    (folder / "config.pbtxt").write_text(SLOW_CONFIG)
+    meta = json.loads((ROOT / "model_repository" / "colors" / "sightline.json").read_text())
+    meta["network"]["id"] = "slow-colors"
+    meta["spec"]["id"] = "slow-colors-v1"
+    meta["version"]["id"] = "slow-colors-v1.1"
+    (folder / "sightline.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="session")
+async def slow_app(triton: TritonFixture, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Application]:
+    """A second Sightline server on the session's Triton whose only public model is ``slow-colors-v1``."""
+    settings = Settings(
+        port=0, triton_url=triton.url, data_dir=tmp_path_factory.mktemp("slow"), model_repository=triton.models
+    )
+    async with running(settings) as application:
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def slow_recognition(slow_app: Application) -> AsyncIterator[recognition_pb2_grpc.RecognitionServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{slow_app.port}") as ch:
+        yield recognition_pb2_grpc.RecognitionServiceStub(ch)

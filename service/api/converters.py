@@ -10,7 +10,8 @@ from typing import Any
 from google.protobuf import json_format, timestamp_pb2
 
 from postprocess.types import LabelsResult, Prediction
-from service._proto.sightline.v1 import inference_pb2, networks_pb2, recognition_pb2, tasks_pb2
+from service._proto.sightline.v1 import inference_pb2, networks_pb2, recognition_pb2, streams_pb2, tasks_pb2
+from service.api.errors import to_status
 from service.domain import (
     DEFAULT_MAX_PREDICTIONS,
     Network,
@@ -22,6 +23,15 @@ from service.domain import (
 )
 from service.errors import InvalidArgumentError
 from service.recognition import ImageRequest, RecognitionResult, Target
+from service.streams import (
+    DropPolicy,
+    FrameInput,
+    FrameOutcome,
+    FrameStatus,
+    Ordering,
+    RawPixels,
+    StreamConfig,
+)
 from service.tasks import Task
 
 __all__ = [
@@ -148,6 +158,8 @@ def _prediction(p: Prediction, out: inference_pb2.Prediction) -> None:
     out.label_id = p.label_id
     out.score = p.score
     out.threshold = p.threshold
+    if p.track_id is not None:
+        out.track_id = p.track_id
     if p.region_id is not None:
         out.roi.region_id = p.region_id
     if p.bbox is not None:
@@ -180,4 +192,77 @@ def task_to_proto(task: Task[RecognitionResult]) -> tasks_pb2.Task:
     _set_stamp(message.date_updated, task.date_updated)
     if task.data is not None:
         message.data.CopyFrom(result_to_proto(task.data))
+    return message
+
+
+_ORDERING = {
+    streams_pb2.ORDERING_UNSPECIFIED: Ordering.ORDERED,
+    streams_pb2.ORDERED: Ordering.ORDERED,
+    streams_pb2.AS_COMPLETED: Ordering.AS_COMPLETED,
+}
+_DROP_POLICY = {
+    streams_pb2.DROP_POLICY_UNSPECIFIED: DropPolicy.BLOCK,
+    streams_pb2.BLOCK: DropPolicy.BLOCK,
+    streams_pb2.DROP_OLDEST: DropPolicy.DROP_OLDEST,
+    streams_pb2.DROP_NEWEST: DropPolicy.DROP_NEWEST,
+}
+_PIXELS = {streams_pb2.RGB24: (3, False), streams_pb2.BGR24: (3, True), streams_pb2.GRAY8: (1, False)}
+_FRAME_STATUS = {
+    FrameStatus.OK: streams_pb2.OK,
+    FrameStatus.SKIPPED: streams_pb2.SKIPPED,
+    FrameStatus.ERROR: streams_pb2.ERROR,
+}
+
+
+def stream_message(message: streams_pb2.StreamRecognizeRequest) -> StreamConfig | FrameInput:
+    """A stream's request message as a config or a frame."""
+    kind = message.WhichOneof("kind")
+    if kind == "config":
+        c = message.config
+        if c.ordering not in _ORDERING:
+            raise InvalidArgumentError.field("config.ordering", f"{c.ordering} is not one of ORDERED, AS_COMPLETED")
+        if c.drop_policy not in _DROP_POLICY:
+            raise InvalidArgumentError.field(
+                "config.drop_policy", f"{c.drop_policy} is not one of BLOCK, DROP_OLDEST, DROP_NEWEST"
+            )
+        return StreamConfig(
+            target=Target(spec_id=c.spec_id, version_id=c.version_id),
+            show_discarded=c.show_discarded,
+            max_predictions=c.max_predictions if c.HasField("max_predictions") else DEFAULT_MAX_PREDICTIONS,
+            max_in_flight=c.max_in_flight,
+            ordering=_ORDERING[c.ordering],
+            drop_policy=_DROP_POLICY[c.drop_policy],
+            max_latency_ms=c.max_latency_ms,
+            tracking=c.tracking,
+            output_thresholds=tuple(tuple(t.thresholds) for t in c.output_thresholds),
+        )
+    if kind == "frame":
+        f = message.frame
+        timestamp = f.timestamp if f.HasField("timestamp") else None
+        raw = None
+        if f.WhichOneof("image") == "raw":
+            # An unknown format (0 channels) fails this frame, answered ERROR, not the stream.
+            channels, bgr = _PIXELS.get(f.raw.format, (0, False))
+            raw = RawPixels(f.raw.data, f.raw.width, f.raw.height, channels, bgr)
+        return FrameInput(frame_id=f.frame_id, timestamp=timestamp, encoded=f.encoded, raw=raw)
+    raise InvalidArgumentError.field("kind", "a stream message must hold a config or a frame")
+
+
+def outcome_to_proto(outcome: FrameOutcome) -> streams_pb2.StreamRecognizeResponse:
+    message = streams_pb2.StreamRecognizeResponse(
+        frame_id=outcome.frame_id, status=_FRAME_STATUS[outcome.status], skip_reason=outcome.skip_reason
+    )
+    if outcome.timestamp is not None:
+        message.timestamp.CopyFrom(outcome.timestamp)
+    if outcome.error is not None:
+        message.error.CopyFrom(to_status(outcome.error))
+    if outcome.result is not None:
+        for output in outcome.result.outputs:
+            labels_to_proto(output, message.result.outputs.add().labels)
+    t = outcome.timing
+    message.timing.queue_ms = t.queue_ms
+    message.timing.preprocess_ms = t.preprocess_ms
+    message.timing.triton_ms = t.triton_ms
+    message.timing.postprocess_ms = t.postprocess_ms
+    message.timing.total_ms = t.total_ms
     return message

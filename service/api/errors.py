@@ -19,9 +19,11 @@ from grpc_status import rpc_status
 
 from service.errors import (
     AlreadyExistsError,
+    DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     SightlineError,
     UnavailableError,
@@ -40,6 +42,8 @@ STATUS_TABLE: dict[type[SightlineError], grpc.StatusCode] = {
     FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     SightlineError: grpc.StatusCode.INTERNAL,
 }
 

@@ -1,21 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
 
-from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
+from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc, streams_pb2
 from service.api.converters import (
+    outcome_to_proto,
     page,
     recognize_request,
     result_to_proto,
     spec_to_proto,
+    stream_message,
     version_to_proto,
 )
-from service.api.errors import grpc_errors
+from service.api.errors import grpc_errors, grpc_stream_errors
 from service.catalog import Catalog
 from service.errors import InvalidArgumentError
 from service.recognition import RecognitionResult, Recognizer
+from service.streams import FrameInput, StreamConfig, StreamRunner
 from service.tasks import TaskRunner
 
 __all__ = ["RecognitionServicer"]
@@ -24,10 +28,17 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
-    def __init__(self, catalog: Catalog, recognizer: Recognizer, tasks: TaskRunner[RecognitionResult]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        recognizer: Recognizer,
+        tasks: TaskRunner[RecognitionResult],
+        streams: StreamRunner,
+    ) -> None:
         self._catalog = catalog
         self._recognizer = recognizer
         self._tasks = tasks
+        self._streams = streams
 
     @grpc_errors
     async def ListSpecifications(
@@ -86,3 +97,14 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
             )
         )
         return recognition_pb2.InferResponse(task_id=task.id)
+
+    @grpc_stream_errors
+    async def StreamRecognize(
+        self, request_iterator: AsyncIterator[streams_pb2.StreamRecognizeRequest], context: Context
+    ) -> AsyncIterator[streams_pb2.StreamRecognizeResponse]:
+        async def messages() -> AsyncIterator[StreamConfig | FrameInput]:
+            async for message in request_iterator:
+                yield stream_message(message)
+
+        async for outcome in self._streams.stream(messages()):
+            yield outcome_to_proto(outcome)

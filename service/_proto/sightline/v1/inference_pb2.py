@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from service._proto.sightline.v1 import common_pb2 as sightline_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csightline/v1/inference.proto\x12\x0csightline.v1\x1a\x19sightline/v1/common.proto\"\xb0\x01\n\nImageInput\x12\x10\n\x06source\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x12\'\n\x04\x62\x62ox\x18\x03 \x01(\x0b\x32\x19.sightline.v1.BoundingBox\x12$\n\x07polygon\x18\x04 \x03(\x0b\x32\x13.sightline.v1.Point\x12\x1f\n\x17\x63rop_uniform_background\x18\x05 \x01(\x08\x42\r\n\x0bsource_kind\"0\n\x05Input\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.sightline.v1.ImageInput\"\xb4\x01\n\x10RecognizeRequest\x12\x11\n\x07spec_id\x18\x01 \x01(\tH\x00\x12\x14\n\nversion_id\x18\x02 \x01(\tH\x00\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.sightline.v1.Input\x12\x16\n\x0eshow_discarded\x18\x04 \x01(\x08\x12\x1c\n\x0fmax_predictions\x18\x05 \x01(\x05H\x01\x88\x01\x01\x42\x08\n\x06targetB\x12\n\x10_max_predictions\"T\n\x03Roi\x12\x16\n\tregion_id\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\'\n\x04\x62\x62ox\x18\x02 \x01(\x0b\x32\x19.sightline.v1.BoundingBoxB\x0c\n\n_region_id\"\xa8\x01\n\nPrediction\x12\x12\n\nlabel_name\x18\x01 \x01(\t\x12\x15\n\x08label_id\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x03roi\x18\x03 \x01(\x0b\x32\x11.sightline.v1.Roi\x12\x12\n\x05score\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tthreshold\x18\x05 \x01(\x02H\x02\x88\x01\x01\x42\x0b\n\t_label_idB\x08\n\x06_scoreB\x0c\n\n_threshold\"h\n\x0cLabelsResult\x12+\n\tpredicted\x18\x01 \x03(\x0b\x32\x18.sightline.v1.Prediction\x12+\n\tdiscarded\x18\x02 \x03(\x0b\x32\x18.sightline.v1.Prediction\":\n\x0cOutputResult\x12*\n\x06labels\x18\x01 \x01(\x0b\x32\x1a.sightline.v1.LabelsResult\"@\n\x11RecognitionResult\x12+\n\x07outputs\x18\x01 \x03(\x0b\x32\x1a.sightline.v1.OutputResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csightline/v1/inference.proto\x12\x0csightline.v1\x1a\x19sightline/v1/common.proto\"\xb0\x01\n\nImageInput\x12\x10\n\x06source\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x12\'\n\x04\x62\x62ox\x18\x03 \x01(\x0b\x32\x19.sightline.v1.BoundingBox\x12$\n\x07polygon\x18\x04 \x03(\x0b\x32\x13.sightline.v1.Point\x12\x1f\n\x17\x63rop_uniform_background\x18\x05 \x01(\x08\x42\r\n\x0bsource_kind\"0\n\x05Input\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.sightline.v1.ImageInput\"\xb4\x01\n\x10RecognizeRequest\x12\x11\n\x07spec_id\x18\x01 \x01(\tH\x00\x12\x14\n\nversion_id\x18\x02 \x01(\tH\x00\x12#\n\x06inputs\x18\x03 \x03(\x0b\x32\x13.sightline.v1.Input\x12\x16\n\x0eshow_discarded\x18\x04 \x01(\x08\x12\x1c\n\x0fmax_predictions\x18\x05 \x01(\x05H\x01\x88\x01\x01\x42\x08\n\x06targetB\x12\n\x10_max_predictions\"T\n\x03Roi\x12\x16\n\tregion_id\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\'\n\x04\x62\x62ox\x18\x02 \x01(\x0b\x32\x19.sightline.v1.BoundingBoxB\x0c\n\n_region_id\"\xcc\x01\n\nPrediction\x12\x12\n\nlabel_name\x18\x01 \x01(\t\x12\x15\n\x08label_id\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x03roi\x18\x03 \x01(\x0b\x32\x11.sightline.v1.Roi\x12\x12\n\x05score\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tthreshold\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x15\n\x08track_id\x18\x06 \x01(\x05H\x03\x88\x01\x01\x42\x0b\n\t_label_idB\x08\n\x06_scoreB\x0c\n\n_thresholdB\x0b\n\t_track_id\"h\n\x0cLabelsResult\x12+\n\tpredicted\x18\x01 \x03(\x0b\x32\x18.sightline.v1.Prediction\x12+\n\tdiscarded\x18\x02 \x03(\x0b\x32\x18.sightline.v1.Prediction\":\n\x0cOutputResult\x12*\n\x06labels\x18\x01 \x01(\x0b\x32\x1a.sightline.v1.LabelsResult\"@\n\x11RecognitionResult\x12+\n\x07outputs\x18\x01 \x03(\x0b\x32\x1a.sightline.v1.OutputResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,11 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROI']._serialized_start=485
   _globals['_ROI']._serialized_end=569
   _globals['_PREDICTION']._serialized_start=572
-  _globals['_PREDICTION']._serialized_end=740
-  _globals['_LABELSRESULT']._serialized_start=742
-  _globals['_LABELSRESULT']._serialized_end=846
-  _globals['_OUTPUTRESULT']._serialized_start=848
-  _globals['_OUTPUTRESULT']._serialized_end=906
-  _globals['_RECOGNITIONRESULT']._serialized_start=908
-  _globals['_RECOGNITIONRESULT']._serialized_end=972
+  _globals['_PREDICTION']._serialized_end=776
+  _globals['_LABELSRESULT']._serialized_start=778
+  _globals['_LABELSRESULT']._serialized_end=882
+  _globals['_OUTPUTRESULT']._serialized_start=884
+  _globals['_OUTPUTRESULT']._serialized_end=942
+  _globals['_RECOGNITIONRESULT']._serialized_start=944
+  _globals['_RECOGNITIONRESULT']._serialized_end=1008
 # @@protoc_insertion_point(module_scope)

@@ -51,18 +51,20 @@ class Roi(_message.Message):
     def __init__(self, region_id: _Optional[int] = ..., bbox: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("label_name", "label_id", "roi", "score", "threshold")
+    __slots__ = ("label_name", "label_id", "roi", "score", "threshold", "track_id")
     LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
     LABEL_ID_FIELD_NUMBER: _ClassVar[int]
     ROI_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     label_name: str
     label_id: int
     roi: Roi
     score: float
     threshold: float
-    def __init__(self, label_name: _Optional[str] = ..., label_id: _Optional[int] = ..., roi: _Optional[_Union[Roi, _Mapping]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
+    track_id: int
+    def __init__(self, label_name: _Optional[str] = ..., label_id: _Optional[int] = ..., roi: _Optional[_Union[Roi, _Mapping]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., track_id: _Optional[int] = ...) -> None: ...
 
 class LabelsResult(_message.Message):
     __slots__ = ("predicted", "discarded")

@@ -5,6 +5,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from service._proto.sightline.v1 import common_pb2 as _common_pb2
 from service._proto.sightline.v1 import inference_pb2 as _inference_pb2
+from service._proto.sightline.v1 import streams_pb2 as _streams_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

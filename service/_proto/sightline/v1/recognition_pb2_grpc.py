@@ -7,6 +7,7 @@ import warnings
 from service._proto.sightline.v1 import common_pb2 as sightline_dot_v1_dot_common__pb2
 from service._proto.sightline.v1 import inference_pb2 as sightline_dot_v1_dot_inference__pb2
 from service._proto.sightline.v1 import recognition_pb2 as sightline_dot_v1_dot_recognition__pb2
+from service._proto.sightline.v1 import streams_pb2 as sightline_dot_v1_dot_streams__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -69,6 +70,11 @@ class RecognitionServiceStub:
                 request_serializer=sightline_dot_v1_dot_inference__pb2.RecognizeRequest.SerializeToString,
                 response_deserializer=sightline_dot_v1_dot_recognition__pb2.InferResponse.FromString,
                 _registered_method=True)
+        self.StreamRecognize = channel.stream_stream(
+                '/sightline.v1.RecognitionService/StreamRecognize',
+                request_serializer=sightline_dot_v1_dot_streams__pb2.StreamRecognizeRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_streams__pb2.StreamRecognizeResponse.FromString,
+                _registered_method=True)
 
 
 class RecognitionServiceServicer:
@@ -115,6 +121,13 @@ class RecognitionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRecognize(self, request_iterator, context):
+        """Video: a config message, then frames; one result per frame, with frames in flight (see streams.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecognitionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_RecognitionServiceServicer_to_server(servicer, server):
                     servicer.Infer,
                     request_deserializer=sightline_dot_v1_dot_inference__pb2.RecognizeRequest.FromString,
                     response_serializer=sightline_dot_v1_dot_recognition__pb2.InferResponse.SerializeToString,
+            ),
+            'StreamRecognize': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamRecognize,
+                    request_deserializer=sightline_dot_v1_dot_streams__pb2.StreamRecognizeRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_streams__pb2.StreamRecognizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +331,33 @@ class RecognitionService:
             '/sightline.v1.RecognitionService/Infer',
             sightline_dot_v1_dot_inference__pb2.RecognizeRequest.SerializeToString,
             sightline_dot_v1_dot_recognition__pb2.InferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRecognize(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sightline.v1.RecognitionService/StreamRecognize',
+            sightline_dot_v1_dot_streams__pb2.StreamRecognizeRequest.SerializeToString,
+            sightline_dot_v1_dot_streams__pb2.StreamRecognizeResponse.FromString,
             options,
             channel_credentials,
             insecure,
