@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
@@ -78,6 +79,15 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         print(json.dumps(_to_json(result), indent=2))
     else:
         _print_result(result, args.spec)
+    if args.draw is not None:
+        from PIL import Image
+
+        from service.annotate import annotate
+
+        with Image.open(args.image) as opened:
+            rgb = np.asarray(opened.convert("RGB"), dtype=np.uint8)
+        Image.fromarray(annotate(rgb, result)).save(args.draw)
+        print(f"drawn: {args.draw}", file=sys.stderr)
     return 0
 
 
@@ -148,6 +158,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from service.stream_client import StreamOptions, stream_video
+
+    options = StreamOptions(
+        server=args.server,
+        spec_id=args.spec,
+        max_in_flight=args.max_in_flight,
+        drop_policy=args.drop_policy,
+        ordering=args.ordering,
+        max_latency_ms=args.max_latency_ms,
+        tracking=not args.no_tracking,
+        realtime=args.realtime,
+        max_frames=args.max_frames,
+        out=args.out,
+        jsonl=args.jsonl,
+    )
+    try:
+        report = asyncio.run(stream_video(args.source, options))
+    except grpc.aio.AioRpcError as exc:
+        print(f"\nerror: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read {args.source}: {exc}", file=sys.stderr)
+        return 1
+    return 0 if report.errors == 0 else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sightline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,7 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     recognize.add_argument("--json", action="store_true", help="print the v0.7 JSON")
     recognize.add_argument("--show-discarded", action="store_true")
     recognize.add_argument("--max-predictions", type=int, default=None)
+    recognize.add_argument("--draw", type=Path, default=None, help="also write the image with the results drawn on it")
     recognize.set_defaults(func=cmd_recognize)
+
+    stream = sub.add_parser("stream", help="stream a video file or a camera (/dev/videoN) and print live figures")
+    stream.add_argument("source", help="a video file (anything FFmpeg reads) or a camera device such as /dev/video0")
+    stream.add_argument("--spec", required=True, help="a specification id, e.g. shapes-yolo-v1")
+    stream.add_argument("--server", default=DEFAULT_SERVER)
+    stream.add_argument("--out", type=Path, default=None, help="write an annotated video (boxes, labels, track ids)")
+    stream.add_argument("--jsonl", type=Path, default=None, help="write one JSON result per line")
+    stream.add_argument("--max-in-flight", type=int, default=4)
+    stream.add_argument("--drop-policy", choices=["BLOCK", "DROP_OLDEST", "DROP_NEWEST"], default="BLOCK")
+    stream.add_argument("--ordering", choices=["ORDERED", "AS_COMPLETED"], default="ORDERED")
+    stream.add_argument("--max-latency-ms", type=int, default=0)
+    stream.add_argument("--no-tracking", action="store_true", help="do not give detections track ids")
+    stream.add_argument("--realtime", action="store_true", help="send frames at the video's frame rate")
+    stream.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
+    stream.set_defaults(func=cmd_stream)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""The ``sightline`` command against a live server, as a user runs it (a separate process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from service.server import Application
+from tests.conftest import ROOT
+from tests.e2e.test_recognition import COLORS
+
+
+async def sightline(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_recognize_json_is_the_v07_shape(app: Application) -> None:
+    code, out, _ = await sightline(
+        "recognize", "--spec", "colors-v1", "--server", f"127.0.0.1:{app.port}", "--json", "samples/red.png"
+    )
+    assert code == 0
+    data = json.loads(out)
+    labels = data["outputs"][0]["labels"]
+    assert labels["predicted"][0]["label_name"] == "red"
+    assert labels["discarded"] == []
+
+
+async def test_recognize_draw_and_models(app: Application, tmp_path: Path) -> None:
+    drawn = tmp_path / "drawn.png"
+    code, out, _ = await sightline(
+        "recognize",
+        "--spec",
+        "colors-v1",
+        "--server",
+        f"127.0.0.1:{app.port}",
+        "--draw",
+        str(drawn),
+        "samples/blue-sky.jpg",
+    )
+    assert code == 0
+    assert "blue" in out.splitlines()[1]
+    with Image.open(drawn) as image, Image.open(ROOT / "samples" / "blue-sky.jpg") as source:
+        assert image.size == source.size
+        assert np.asarray(image).tobytes() != np.asarray(source).tobytes(), "labels were drawn"
+    code, out, _ = await sightline("models", "--server", f"127.0.0.1:{app.port}")
+    assert code == 0
+    assert "colors-v1" in out
+
+
+async def test_unknown_spec_exits_non_zero_with_the_status(app: Application) -> None:
+    code, _, err = await sightline(
+        "recognize", "--spec", "nope", "--server", f"127.0.0.1:{app.port}", "samples/red.png"
+    )
+    assert code == 1
+    assert "NOT_FOUND" in err
+
+
+def write_video(path: Path, names: list[str]) -> None:
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for name in names:
+            pixels = np.zeros((48, 64, 3), dtype=np.uint8)
+            pixels[:] = COLORS[name]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+async def test_stream_a_video_to_jsonl_and_an_annotated_video(app: Application, tmp_path: Path) -> None:
+    names = ["red"] * 5 + ["blue"] * 5 + ["green"] * 5
+    video, out, jsonl = tmp_path / "in.mp4", tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    write_video(video, names)
+    code, _, err = await sightline(
+        "stream",
+        str(video),
+        "--spec",
+        "colors-v1",
+        "--server",
+        f"127.0.0.1:{app.port}",
+        "--out",
+        str(out),
+        "--jsonl",
+        str(jsonl),
+    )
+    assert code == 0, err
+    assert "15 frames" in err
+    assert "skipped 0" in err
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [int(r.get("frame_id", 0)) for r in lines] == list(range(15))
+    assert [r["result"]["outputs"][0]["labels"]["predicted"][0]["label_name"] for r in lines] == names
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 15
