@@ -7,7 +7,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["configure_logging"]
+from service.observability import RequestIdFilter
+
+__all__ = ["JsonFormatter", "configure_logging"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,6 +19,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -26,8 +29,11 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
     )
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,4 +1,4 @@
-"""The composition root: builds everything from one ``Settings`` and owns start-up and shutdown."""
+"""The composition root: builds everything from one ``Settings`` and owns start-up, drain and shutdown."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from prometheus_client import start_http_server
 
 from service._proto.sightline.v1 import (
     networks_pb2,
@@ -25,6 +29,8 @@ from service.api.servicers.networks import NetworkServicer
 from service.api.servicers.recognition import RecognitionServicer
 from service.api.servicers.tasks import TaskServicer
 from service.catalog import Catalog
+from service.health import HealthMonitor
+from service.observability import Metrics, ObservabilityInterceptor
 from service.recognition import RecognitionResult, Recognizer
 from service.settings import Settings
 from service.streams import StreamRunner
@@ -32,7 +38,7 @@ from service.tasks import TaskRunner
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 
-__all__ = ["SERVICE_NAMES", "Application", "running", "serve"]
+__all__ = ["SERVICE_NAMES", "Application", "running", "serve", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +51,90 @@ SERVICE_NAMES = (
 
 @dataclass
 class Application:
-    """A started service: its gRPC server, bound port and the parts it must close."""
+    """A started service: its gRPC server, bound port and the parts it must drain and close."""
 
     server: grpc.aio.Server
     port: int
     gateway: GrpcTritonGateway
     tasks: TaskRunner[RecognitionResult]
     streams: StreamRunner
-    health: health.aio.HealthServicer
+    health: HealthMonitor
+    metrics: Metrics
+    tracer_provider: TracerProvider
+    metrics_port: int | None = None
+    metrics_server: Any = None
     triton: EmbeddedTriton | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        """Drain: health NOT_SERVING, streams stop reading and finish their frames, new calls are refused, open
+        calls get ``grace_s`` to finish; then the tasks, the Triton client and the embedded Triton are closed."""
+        await self.health.drain()
+        self.streams.drain()
         await self.server.stop(grace_s)
         await self.tasks.close()
         await self.gateway.close()
         if self.triton is not None:
             await self.triton.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        self.tracer_provider.shutdown()
+
+
+def _tracer_provider(settings: Settings) -> TracerProvider:
+    provider = TracerProvider()
+    exporter: SpanExporter | None = None
+    if settings.otel_exporter == "console":
+        exporter = ConsoleSpanExporter()
+    elif settings.otel_exporter == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            raise RuntimeError("SIGHTLINE_OTEL_EXPORTER=otlp needs the opentelemetry-exporter-otlp package") from None
+        exporter = OTLPSpanExporter()
+    elif settings.otel_exporter:
+        raise ValueError(f"SIGHTLINE_OTEL_EXPORTER={settings.otel_exporter!r}: expected '', 'console' or 'otlp'")
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _server_options(settings: Settings) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ]
+    if settings.max_connection_age_s:
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
+        ]
+    return options
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        if settings.tls_client_ca_file is not None:
+            raise ValueError("SIGHTLINE_TLS_CLIENT_CA_FILE needs SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE")
+        return None
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise ValueError("TLS needs both SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE")
+    ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
 
 
 async def start(settings: Settings) -> Application:
     """Start Triton (embedded unless ``triton_url`` is set), then the gRPC server on ``settings.port``."""
     catalog = Catalog.load(settings.model_repository)
+    credentials = _credentials(settings)
     triton: EmbeddedTriton | None = None
     url = settings.triton_url
     if not url:
@@ -79,27 +146,36 @@ async def start(settings: Settings) -> Application:
         )
         url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
     try:
-        return await _start_server(settings, catalog, url, triton)
+        return await _start_server(settings, catalog, url, triton, credentials)
     except BaseException:
         if triton is not None:
             await triton.stop()
         raise
 
 
-async def _start_server(settings: Settings, catalog: Catalog, url: str, triton: EmbeddedTriton | None) -> Application:
-    gateway = GrpcTritonGateway(url, timeout_s=settings.triton_timeout_s)
+async def _start_server(
+    settings: Settings,
+    catalog: Catalog,
+    url: str,
+    triton: EmbeddedTriton | None,
+    credentials: grpc.ServerCredentials | None,
+) -> Application:
+    metrics = Metrics()
+    provider = _tracer_provider(settings)
+    tracer = provider.get_tracer("sightline")
+    gateway = GrpcTritonGateway(url, timeout_s=settings.triton_timeout_s, metrics=metrics, tracer=tracer)
     tasks: TaskRunner[RecognitionResult] = TaskRunner(
         max_pending=settings.max_pending_tasks, max_kept=settings.max_kept_tasks
     )
     recognizer = Recognizer(
         catalog, gateway, max_image_pixels=settings.max_image_pixels, triton_timeout_s=settings.triton_timeout_s
     )
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-    ]
-    server = grpc.aio.server(options=options)
-    streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels)
+    streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels, metrics=metrics)
+    metrics.tasks_pending.set_function(lambda: tasks.pending)
+
+    server = grpc.aio.server(
+        interceptors=[ObservabilityInterceptor(metrics, tracer)], options=_server_options(settings)
+    )
     recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
         RecognitionServicer(catalog, recognizer, tasks, streams), server
     )
@@ -111,14 +187,28 @@ async def _start_server(settings: Settings, catalog: Catalog, url: str, triton: 
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
-        raise OSError(f"could not bind {settings.host}:{settings.port}")
+        raise OSError(f"could not bind {address}")
+    monitor = HealthMonitor(
+        health_servicer,
+        gateway,
+        SERVICE_NAMES,
+        [n.id for n in catalog.networks()],
+        interval_s=settings.health_interval_s,
+    )
+    await monitor.start()
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("Sightline serves on %s:%d (Triton at %s)", settings.host, port, url)
-    return Application(server, port, gateway, tasks, streams, health_servicer, triton)
+    metrics_server, metrics_port = None, None
+    if settings.metrics_port >= 0:
+        metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
+        metrics_port = int(metrics_server.server_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
+    log.info("Sightline serves on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
+    return Application(
+        server, port, gateway, tasks, streams, monitor, metrics, provider, metrics_port, metrics_server, triton
+    )
 
 
 @contextlib.asynccontextmanager
@@ -128,11 +218,11 @@ async def running(settings: Settings) -> AsyncIterator[Application]:
     try:
         yield app
     finally:
-        await app.stop()
+        await app.stop(settings.drain_grace_s)
 
 
 async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then drain and stop Triton."""
+    """Serve until SIGINT or SIGTERM, then drain (``drain_grace_s``) and stop Triton."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -141,4 +231,4 @@ async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) ->
         if on_ready is not None:
             on_ready.set()
         await stop.wait()
-        log.info("stopping")
+        log.info("draining (up to %.0f s)", settings.drain_grace_s)

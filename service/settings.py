@@ -55,6 +55,42 @@ class Settings(BaseSettings):
     log_json: bool = False
     """Log one JSON object per line instead of text."""
 
+    metrics_port: int = Field(9464, ge=-1, le=65535)
+    """Prometheus metrics over HTTP on this port (``/metrics``); -1 turns them off, 0 picks a free port."""
+
+    metrics_host: str = "127.0.0.1"
+    """The address the metrics endpoint binds."""
+
+    otel_exporter: str = ""
+    """Where OpenTelemetry spans go: "" (nowhere; trace context is still passed on), "console", or "otlp"
+    (needs the opentelemetry-exporter-otlp package; configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
+
+    health_interval_s: float = Field(2.0, gt=0)
+    """How often Triton and each model are checked for the health service."""
+
+    drain_grace_s: float = Field(20.0, ge=0)
+    """On SIGTERM: how long open calls and streams get to finish before they are cancelled."""
+
+    keepalive_time_s: float = Field(30.0, gt=0)
+    """Server keepalive pings on idle connections (meshes and load balancers drop silent ones)."""
+
+    keepalive_timeout_s: float = Field(10.0, gt=0)
+    max_connection_age_s: float = Field(0.0, ge=0)
+    """Close connections older than this (with a grace of ``max_connection_age_grace_s``) so that clients
+    spread over new replicas; 0 for never."""
+
+    max_connection_age_grace_s: float = Field(30.0, ge=0)
+
+    tls_cert_file: Path | None = None
+    """PEM certificate chain of the server; with ``tls_key_file``, the gRPC port speaks TLS."""
+
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle: clients must present a certificate it signed (mutual TLS)."""
+
+    url_allow: list[str] = Field(default_factory=list)
+    """Hosts or CIDRs that URL image sources may reach even though they are private or loopback."""
+
     @property
     def triton_dir(self) -> Path:
         return self.data_dir / "triton"

@@ -27,7 +27,8 @@ from postprocess.tracking import IouTracker
 from postprocess.types import LabelsResult
 from service.catalog import Deployment
 from service.domain import DEFAULT_MAX_PREDICTIONS
-from service.errors import InvalidArgumentError, SightlineError
+from service.errors import InvalidArgumentError, SightlineError, UnavailableError
+from service.observability import Metrics
 from service.preprocess import RGBImage, decode_image, from_raw_pixels
 from service.recognition import RecognitionResult, Recognizer, Target, check_max_predictions, with_thresholds
 
@@ -141,12 +142,29 @@ class _Pending:
 class StreamRunner:
     """Runs streams for one server; ``in_flight`` counts frames being processed across all streams."""
 
-    def __init__(self, recognizer: Recognizer, *, max_image_pixels: int = 40_000_000) -> None:
+    def __init__(
+        self, recognizer: Recognizer, *, max_image_pixels: int = 40_000_000, metrics: Metrics | None = None
+    ) -> None:
         self._recognizer = recognizer
         self._max_image_pixels = max_image_pixels
+        self._metrics = metrics
         self.in_flight = 0
         self.open_streams = 0
-        self.on_frame: Callable[[FrameOutcome], None] | None = None
+        self.draining = asyncio.Event()
+        if metrics is not None:
+            metrics.frames_in_flight.set_function(lambda: self.in_flight)
+            metrics.streams_open.set_function(lambda: self.open_streams)
+
+    def drain(self) -> None:
+        """Streams stop reading frames, answer those they hold, then end with UNAVAILABLE (reconnect elsewhere)."""
+        self.draining.set()
+
+    def count(self, outcome: FrameOutcome) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.frames.labels(outcome.status.value).inc()
+        if outcome.status is FrameStatus.SKIPPED:
+            self._metrics.frames_dropped.labels(outcome.skip_reason.split(":")[0].split(" (")[0]).inc()
 
     def stream(self, messages: AsyncIterator[StreamConfig | FrameInput]) -> AsyncIterator[FrameOutcome]:
         """Outcomes of the frames of ``messages``, whose first item must be a ``StreamConfig``."""
@@ -222,6 +240,7 @@ class _Stream:
         self._processing = 0
         self._held = 0  # frames read and not yet handed to the client
         self._input_done = False
+        self._drained = False
         self._trackers: dict[int, IouTracker] | None = None
 
     async def run(self) -> AsyncIterator[FrameOutcome]:
@@ -259,9 +278,24 @@ class _Stream:
                 task.cancel()
             await asyncio.gather(reader, dispatcher, *self._tasks, return_exceptions=True)
 
+    async def _next_message(self) -> StreamConfig | FrameInput | None:
+        """The next message, or None at the end of the input or when the server drains."""
+        if self._runner.draining.is_set():
+            self._drained = True
+            return None
+        reading = asyncio.ensure_future(anext(self._messages, None))
+        draining = asyncio.ensure_future(self._runner.draining.wait())
+        await asyncio.wait((reading, draining), return_when=asyncio.FIRST_COMPLETED)
+        draining.cancel()
+        if not reading.done():
+            reading.cancel()
+            self._drained = True
+            return None
+        return reading.result()
+
     async def _read(self) -> None:
         try:
-            async for message in self._messages:
+            while (message := await self._next_message()) is not None:
                 if isinstance(message, StreamConfig):
                     self._settings = self._runner.settings_for(message)
                     continue
@@ -304,6 +338,10 @@ class _Stream:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if self._input_done and not self._waiting and self._processing == 0 and self._next_emit == self._seq:
+                if self._drained:
+                    self._out.put_nowait(
+                        UnavailableError("the server is shutting down; reconnect to continue the stream")
+                    )
                 self._out.put_nowait(_END)
                 return
 
@@ -329,8 +367,7 @@ class _Stream:
     def _emit(self, outcome: FrameOutcome) -> None:
         if self._trackers is not None and outcome.result is not None:
             outcome = _tracked(outcome, self._trackers)
-        if self._runner.on_frame is not None:
-            self._runner.on_frame(outcome)
+        self._runner.count(outcome)
         self._out.put_nowait(outcome)
 
 

@@ -71,7 +71,7 @@ def triton_url(triton: TritonFixture) -> str:
 
 @pytest.fixture(scope="session")
 async def app(triton_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Application]:
-    settings = Settings(port=0, triton_url=triton_url, data_dir=tmp_path_factory.mktemp("data"))
+    settings = Settings(port=0, metrics_port=0, triton_url=triton_url, data_dir=tmp_path_factory.mktemp("data"))
     async with running(settings) as application:
         yield application
 
@@ -124,7 +124,11 @@ def write_slow_model(repository: Path) -> None:
 async def slow_app(triton: TritonFixture, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Application]:
     """A second Sightline server on the session's Triton whose only public model is ``slow-colors-v1``."""
     settings = Settings(
-        port=0, triton_url=triton.url, data_dir=tmp_path_factory.mktemp("slow"), model_repository=triton.models
+        port=0,
+        metrics_port=0,
+        triton_url=triton.url,
+        data_dir=tmp_path_factory.mktemp("slow"),
+        model_repository=triton.models,
     )
     async with running(settings) as application:
         yield application

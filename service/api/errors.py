@@ -28,6 +28,7 @@ from service.errors import (
     SightlineError,
     UnavailableError,
 )
+from service.observability import REQUEST_ID
 
 __all__ = ["STATUS_TABLE", "abort_with", "grpc_errors", "grpc_stream_errors", "to_status"]
 
@@ -55,6 +56,11 @@ def _code_for(exc: SightlineError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def _request_metadata() -> dict[str, str]:
+    request_id = REQUEST_ID.get()
+    return {"request_id": request_id} if request_id != "-" else {}
+
+
 def _pack(message: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
@@ -64,7 +70,7 @@ def _pack(message: Any) -> any_pb2.Any:
 def to_status(exc: SightlineError) -> status_pb2.Status:
     """The ``google.rpc.Status`` for a domain error."""
     code = _code_for(exc)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))]
+    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=_request_metadata()))]
     if isinstance(exc, InvalidArgumentError) and exc.violations:
         details.append(
             _pack(
@@ -95,8 +101,8 @@ def to_status(exc: SightlineError) -> status_pb2.Status:
 def _internal_status() -> status_pb2.Status:
     return status_pb2.Status(
         code=code_pb2.INTERNAL,
-        message="internal error; the server logged the details",
-        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN))],
+        message=f"internal error; the server logged the details (request id {REQUEST_ID.get()})",
+        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN, metadata=_request_metadata()))],
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,9 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc.aio as grpcclient
+from opentelemetry import trace
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from service.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from service.observability import Metrics, trace_headers
 
 __all__ = ["GrpcTritonGateway", "ModelInfo", "TensorInfo", "TritonGateway"]
 
@@ -70,8 +73,12 @@ class TritonGateway(Protocol):
 class GrpcTritonGateway:
     """A ``TritonGateway`` over ``tritonclient.grpc.aio`` (KServe v2 gRPC)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, timeout_s: float = 30.0, metrics: Metrics | None = None, tracer: trace.Tracer | None = None
+    ) -> None:
         self._url = url
+        self._metrics = metrics
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._client = grpcclient.InferenceServerClient(url)
         self._timeout_s = timeout_s
         self._info: dict[str, ModelInfo] = {}
@@ -123,12 +130,23 @@ class GrpcTritonGateway:
             tensor.set_data_from_numpy(array)
             request_inputs.append(tensor)
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
-        try:
-            result = await self._client.infer(
-                model, request_inputs, outputs=requested, client_timeout=timeout_s or self._timeout_s
-            )
-        except InferenceServerException as exc:
-            raise _domain_error(exc, model) from None
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span(f"triton.infer {model}", kind=trace.SpanKind.CLIENT) as span:
+            span.set_attribute("triton.model", model)
+            try:
+                result = await self._client.infer(
+                    model,
+                    request_inputs,
+                    outputs=requested,
+                    client_timeout=timeout_s or self._timeout_s,
+                    headers=trace_headers(),
+                )
+            except InferenceServerException as exc:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc.status())))
+                raise _domain_error(exc, model) from None
+            finally:
+                if self._metrics is not None:
+                    self._metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
         arrays: dict[str, npt.NDArray[Any]] = {}
         for name in outputs:
             array = result.as_numpy(name)
