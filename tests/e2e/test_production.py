@@ -6,6 +6,7 @@ import asyncio
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -118,8 +119,10 @@ async def test_request_id_and_trace_context(
     server = spans["sightline.v1.RecognitionService/Recognize"]
     client = spans["triton.infer colors"]
     assert format(server.context.trace_id, "032x") == trace_id
-    assert server.parent is not None and format(server.parent.span_id, "016x") == "00f067aa0ba902b7"
-    assert client.parent is not None and client.parent.span_id == server.context.span_id
+    assert server.parent is not None
+    assert format(server.parent.span_id, "016x") == "00f067aa0ba902b7"
+    assert client.parent is not None
+    assert client.parent.span_id == server.context.span_id
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await recognition.Recognize(request(b"junk"), metadata=(("x-request-id", "req-456"),))
     status = rpc_status.from_call(error.value)  # type: ignore[arg-type]
@@ -128,6 +131,11 @@ async def test_request_id_and_trace_context(
     next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(info)
     assert info.metadata["request_id"] == "req-456"
     assert info.reason == "INVALID_ARGUMENT"
+
+
+async def read_all(call: Any, into: list[streams_pb2.StreamRecognizeResponse]) -> None:
+    while (response := await call.read()) is not grpc.aio.EOF:
+        into.append(response)
 
 
 async def test_drain_answers_held_frames_then_unavailable(triton: TritonFixture, tmp_path: Path) -> None:
@@ -154,8 +162,7 @@ async def test_drain_answers_held_frames_then_unavailable(triton: TritonFixture,
         assert (await watch.read()).status == NOT_SERVING
         answered = [first]
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            while (response := await call.read()) is not grpc.aio.EOF:
-                answered.append(response)
+            await read_all(call, answered)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in (error.value.details() or "")
         ids = [r.frame_id for r in answered]
