@@ -14,12 +14,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## The Node.js example client's packages (its end-to-end test runs it).
+NODE_MODULES := examples/node/node_modules/.package-lock.json
+$(NODE_MODULES): examples/node/package.json examples/node/package-lock.json
+	examples/node/install.sh
+
 ## Start Sightline on the embedded Triton and recognise a bundled sample image once it is ready.
 run: $(STAMP)
 	$(BIN)/sightline serve --demo samples/red.png --demo-spec colors-v1
 
 ## The whole test suite (starts a real embedded Triton once per session).
-test: $(STAMP)
+test: $(STAMP) $(NODE_MODULES)
 	$(BIN)/python -m pytest
 
 ## Unit tests only (no Triton).
@@ -33,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service postprocess

@@ -90,7 +90,8 @@ def resolve_source(source: str) -> bytes:
     if not source.startswith("data:"):
         if source.startswith(("http://", "https://")):
             raise InvalidArgumentError.field(
-                "inputs[0].image.source", "URL sources are not enabled on this server; send the image bytes"
+                "inputs[0].image.source",
+                "URL sources are turned off on this server (SIGHTLINE_URL_ENABLED); send the image bytes",
             )
         raise InvalidArgumentError.field(
             "inputs[0].image.source", "must be a data: URI (data:image/*;base64,...) or the image bytes in content"

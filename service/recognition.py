@@ -30,6 +30,7 @@ from service.domain import (
 )
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, decode_image, resolve_source
+from service.sources import ImageFetcher, is_url_source
 from service.triton.gateway import ModelInfo, TritonGateway
 
 __all__ = [
@@ -94,9 +95,11 @@ class Recognizer:
         *,
         max_image_pixels: int = 40_000_000,
         triton_timeout_s: float | None = None,
+        fetcher: ImageFetcher | None = None,
     ) -> None:
         self._resolver = resolver
         self._gateway = gateway
+        self._fetcher = fetcher
         self._max_image_pixels = max_image_pixels
         self._timeout_s = triton_timeout_s
 
@@ -119,6 +122,8 @@ class Recognizer:
         deployment = self.resolve(target)
         if image.content:
             data = image.content
+        elif image.source and self._fetcher is not None and is_url_source(image.source):
+            data = await self._fetcher.fetch(image.source, field="inputs[0].image.source")
         elif image.source:
             data = resolve_source(image.source)
         else:

@@ -33,6 +33,7 @@ from service.health import HealthMonitor
 from service.observability import Metrics, ObservabilityInterceptor
 from service.recognition import RecognitionResult, Recognizer
 from service.settings import Settings
+from service.sources import UrlFetcher
 from service.streams import StreamRunner
 from service.tasks import TaskRunner
 from service.triton.embedded import EmbeddedTriton
@@ -167,8 +168,22 @@ async def _start_server(
     tasks: TaskRunner[RecognitionResult] = TaskRunner(
         max_pending=settings.max_pending_tasks, max_kept=settings.max_kept_tasks
     )
+    fetcher = (
+        UrlFetcher(
+            max_bytes=settings.url_max_bytes,
+            timeout_s=settings.url_timeout_s,
+            max_redirects=settings.url_max_redirects,
+            allow=settings.url_allow,
+        )
+        if settings.url_enabled
+        else None
+    )
     recognizer = Recognizer(
-        catalog, gateway, max_image_pixels=settings.max_image_pixels, triton_timeout_s=settings.triton_timeout_s
+        catalog,
+        gateway,
+        max_image_pixels=settings.max_image_pixels,
+        triton_timeout_s=settings.triton_timeout_s,
+        fetcher=fetcher,
     )
     streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels, metrics=metrics)
     metrics.tasks_pending.set_function(lambda: tasks.pending)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["BUNDLED_REPOSITORY", "Settings"]
 
@@ -88,8 +89,27 @@ class Settings(BaseSettings):
     tls_client_ca_file: Path | None = None
     """PEM CA bundle: clients must present a certificate it signed (mutual TLS)."""
 
-    url_allow: list[str] = Field(default_factory=list)
-    """Hosts or CIDRs that URL image sources may reach even though they are private or loopback."""
+    url_enabled: bool = True
+    """Accept ``http(s)://`` image sources (v0.7), fetched through the guard of ``service/sources.py``."""
+
+    url_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated hosts, ``*.domain`` names, addresses or CIDRs that URL image sources may reach although they
+    are private, loopback or link-local (e.g. ``10.0.0.0/8,minio.internal``)."""
+
+    url_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    """Largest image fetched from a URL."""
+
+    url_timeout_s: float = Field(10.0, gt=0)
+    """Time for a whole URL fetch, redirects included."""
+
+    url_max_redirects: int = Field(3, ge=0)
+
+    @field_validator("url_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def triton_dir(self) -> Path:

