@@ -125,7 +125,9 @@ async def test_a_later_config_changes_thresholds_and_target(recognition: Stub) -
     ("messages", "words"),
     [
         ([frame(1, "red")], "first message of a stream must be a config"),
-        ([config(spec_id="nope"), frame(1, "red")], "nope"),
+        # Nothing is written after the message the server refuses: grpc.aio clients may report INTERNAL for a write
+        # that follows the server's status (grpc/grpc#36066), whatever the server sent.
+        ([config(spec_id="nope")], "nope"),
         ([config(max_in_flight=1000)], "max_in_flight"),
         ([config(), config(output_thresholds=[streams_pb2.OutputThresholds(thresholds=[0.5])])], "1 values for 6"),
     ],
