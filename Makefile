@@ -39,6 +39,7 @@ lint: $(STAMP)
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service postprocess

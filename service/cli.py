@@ -185,6 +185,28 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0 if report.errors == 0 else 2
 
 
+async def _health(server: str, service: str) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(server) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        return int(response.status)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from grpc_health.v1 import health_pb2
+
+    try:
+        status = asyncio.run(_health(args.server, args.service))
+    except grpc.aio.AioRpcError as exc:
+        print(f"{args.service or '(server)'}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    print(f"{args.service or '(server)'}: {name}")
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sightline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--realtime", action="store_true", help="send frames at the video's frame rate")
     stream.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
     stream.set_defaults(func=cmd_stream)
+
+    check = sub.add_parser("health", help="grpc.health.v1 Check; exit 0 when SERVING (container health checks)")
+    check.add_argument("--server", default=DEFAULT_SERVER)
+    check.add_argument(
+        "--service", default="", help='"" (the process), sightline.v1.RecognitionService, model/<network-id> ...'
+    )
+    check.set_defaults(func=cmd_health)
     return parser
 
 

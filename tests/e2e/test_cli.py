@@ -103,3 +103,13 @@ async def test_stream_a_video_to_jsonl_and_an_annotated_video(app: Application, 
     assert [r["result"]["outputs"][0]["labels"]["predicted"][0]["label_name"] for r in lines] == names
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 15
+
+
+async def test_health_command(app: Application) -> None:
+    code, out, _ = await sightline("health", "--server", f"127.0.0.1:{app.port}")
+    assert (code, out.strip()) == (0, "(server): SERVING")
+    code, out, _ = await sightline("health", "--server", f"127.0.0.1:{app.port}", "--service", "model/colors")
+    assert (code, out.strip()) == (0, "model/colors: SERVING")
+    code, _, err = await sightline("health", "--server", f"127.0.0.1:{app.port}", "--service", "model/nope")
+    assert code == 1
+    assert "NOT_FOUND" in err
