@@ -150,14 +150,17 @@ class StreamRunner:
         self._metrics = metrics
         self.in_flight = 0
         self.open_streams = 0
-        self.draining = asyncio.Event()
+        self.draining = False
+        self.streams: set[_Stream] = set()
         if metrics is not None:
             metrics.frames_in_flight.set_function(lambda: self.in_flight)
             metrics.streams_open.set_function(lambda: self.open_streams)
 
     def drain(self) -> None:
         """Streams stop reading frames, answer those they hold, then end with UNAVAILABLE (reconnect elsewhere)."""
-        self.draining.set()
+        self.draining = True
+        for stream in list(self.streams):
+            stream.drain()
 
     def count(self, outcome: FrameOutcome) -> None:
         if self._metrics is None:
@@ -240,7 +243,8 @@ class _Stream:
         self._processing = 0
         self._held = 0  # frames read and not yet handed to the client
         self._input_done = False
-        self._drained = False
+        self._draining = False
+        self._reader: asyncio.Task[None] | None = None
         self._trackers: dict[int, IouTracker] | None = None
 
     async def run(self) -> AsyncIterator[FrameOutcome]:
@@ -259,8 +263,11 @@ class _Stream:
         self._trackers = {} if first.tracking else None
         self._room = asyncio.Condition()
         self._runner.open_streams += 1
-        reader = asyncio.create_task(self._read(), name="stream-reader")
+        reader = self._reader = asyncio.create_task(self._read(), name="stream-reader")
         dispatcher = asyncio.create_task(self._dispatch(), name="stream-dispatcher")
+        self._runner.streams.add(self)
+        if self._runner.draining:
+            self.drain()
         try:
             while True:
                 item = await self._out.get()
@@ -273,29 +280,15 @@ class _Stream:
                     self._held -= 1
                     self._room.notify_all()
         finally:
+            self._runner.streams.discard(self)
             self._runner.open_streams -= 1
             for task in (reader, dispatcher, *self._tasks):
                 task.cancel()
             await asyncio.gather(reader, dispatcher, *self._tasks, return_exceptions=True)
 
-    async def _next_message(self) -> StreamConfig | FrameInput | None:
-        """The next message, or None at the end of the input or when the server drains."""
-        if self._runner.draining.is_set():
-            self._drained = True
-            return None
-        reading = asyncio.ensure_future(anext(self._messages, None))
-        draining = asyncio.ensure_future(self._runner.draining.wait())
-        await asyncio.wait((reading, draining), return_when=asyncio.FIRST_COMPLETED)
-        draining.cancel()
-        if not reading.done():
-            reading.cancel()
-            self._drained = True
-            return None
-        return reading.result()
-
     async def _read(self) -> None:
         try:
-            while (message := await self._next_message()) is not None:
+            async for message in self._messages:
                 if isinstance(message, StreamConfig):
                     self._settings = self._runner.settings_for(message)
                     continue
@@ -314,11 +307,20 @@ class _Stream:
                     self._deliver(oldest.seq, _skipped(oldest.frame, "dropped for a newer frame (DROP_OLDEST)"))
                 self._waiting.append(item)
                 self._wake.set()
+        except asyncio.CancelledError:
+            if not self._draining:
+                raise
         except Exception as exc:  # a bad config (or a bug) ends the stream with its status
             self._out.put_nowait(exc)
             return
         self._input_done = True
         self._wake.set()
+
+    def drain(self) -> None:
+        """Stop reading: the frames held are answered, then the stream ends with UNAVAILABLE."""
+        if self._reader is not None and not self._draining:
+            self._draining = True
+            self._reader.cancel()
 
     async def _dispatch(self) -> None:
         while True:
@@ -338,7 +340,7 @@ class _Stream:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if self._input_done and not self._waiting and self._processing == 0 and self._next_emit == self._seq:
-                if self._drained:
+                if self._draining:
                     self._out.put_nowait(
                         UnavailableError("the server is shutting down; reconnect to continue the stream")
                     )
