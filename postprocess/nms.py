@@ -1,0 +1,445 @@
+"""Greedy non-maximum suppression (NMS) on numpy arrays, after torchvision's ``ops/boxes.py``.
+
+Semantics are those of torchvision's ``nms`` and OpenCV's ``cv2.dnn.NMSBoxes``: boxes are visited by
+decreasing score (ties: lower index first, a stable sort), and a box is dropped when its IoU with a box
+already kept is strictly greater than ``iou_threshold``.
+
+How it runs without a loop per box. Two boxes can only have an IoU above ``t`` if their x-intervals
+overlap by more than ``t`` times the wider one, so a sweep over boxes sorted by ``x1``
+(``searchsorted``) lists the candidate pairs, whose IoUs are computed in one vectorised pass: the
+"suppresses" edges of an acyclic graph ordered by score. Greedy NMS keeps a box iff no kept box of
+higher score suppresses it, which is resolved by peeling the graph from its roots, a vectorised step
+per link of the longest chain of suppressions (a handful in practice).
+
+Boxes go by blocks of decreasing score: the first (64 boxes) is resolved among itself; each next one
+(4 times larger, up to 4096) is first screened against the boxes kept so far, and only its survivors
+are resolved among themselves. A cluster of duplicates thus costs about its size times the few boxes
+kept there, not its size squared, and the work stops once ``max_output`` boxes are kept. Inputs whose
+boxes barely overlap skip the blocks and go in one pass. Memory stays bounded however the boxes pile up.
+
+``batched_nms`` uses torchvision's coordinate-offset trick on the sweep keys only: each group's
+x-intervals are shifted by ``group * (extent + 1)`` so that boxes of different groups never meet,
+while IoUs are computed on the original coordinates (no loss of precision to the offsets).
+
+Non-finite boxes (NaN or infinite coordinates) neither suppress nor are suppressed; NaN scores rank last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from postprocess.boxes import box_area
+
+__all__ = ["batched_nms", "nms", "ranked_nms", "score_order"]
+
+_BLOCK = 4096
+"""Largest block of boxes screened at once against the boxes kept so far."""
+
+_FIRST_BLOCK = 64
+"""First block: the best boxes, resolved among themselves before they screen the next, growing blocks."""
+
+_GROWTH = 4
+"""Each block is this many times larger than the previous one, up to _BLOCK."""
+
+_MAX_GREEDY = 1024
+"""Most boxes of a block resolved among themselves at once (bounds their pairs to about _MAX_GREEDY**2 / 2)."""
+
+_SCREEN_PAIRS = 16
+"""Above this many pairs per candidate, screening pairs kept boxes and candidates exactly, both ways."""
+
+_ONE_PASS_PAIRS = 1 << 14
+"""Up to this many overlapping pairs (plus 16 per box), all boxes are resolved in one pass, without blocks."""
+
+_PAIR_CHUNK = 1 << 20
+"""Candidate pairs generated per vectorised step."""
+
+_MAX_GROUP = 1 << 20
+"""Integer groups below this are used as they are; others are renumbered (``np.unique``)."""
+
+
+def nms(
+    boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, max_output: int | None = None
+) -> NDArray[np.int64]:
+    """Greedy NMS of xyxy boxes.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy boxes, any real dtype (computed in float64).
+        scores: ``(N,)`` scores, any real dtype.
+        iou_threshold: ``>= 0``; a box whose IoU with a kept box is greater is dropped.
+        max_output: keep at most this many boxes (the first ones of the full result; exact,
+            since a box's fate depends only on boxes of higher score).
+
+    Returns:
+        ``(K,)`` int64 indices of the kept boxes, by decreasing score.
+    """
+    b, s = _check(boxes, scores, iou_threshold, max_output)
+    order = score_order(s)
+    return order[_nms_ranked(b.take(order, axis=0), None, iou_threshold, max_output)].astype(np.int64)
+
+
+def batched_nms(
+    boxes: ArrayLike, scores: ArrayLike, idxs: ArrayLike, iou_threshold: float, *, max_output: int | None = None
+) -> NDArray[np.int64]:
+    """Greedy NMS applied independently to the boxes of each group (category).
+
+    Boxes of different groups never suppress each other.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy boxes.
+        scores: ``(N,)`` scores.
+        idxs: ``(N,)`` group of each box (any values that ``np.unique`` can sort: label ids...).
+        iou_threshold: ``>= 0``, as in :func:`nms`.
+        max_output: keep at most this many boxes over all groups, as in :func:`nms`.
+
+    Returns:
+        ``(K,)`` int64 indices of the kept boxes, by decreasing score.
+    """
+    b, s = _check(boxes, scores, iou_threshold, max_output)
+    groups = np.asarray(idxs)
+    if groups.shape != s.shape:
+        raise ValueError(f"idxs must have shape {s.shape}, got {groups.shape}")
+    if np.issubdtype(groups.dtype, np.integer) and groups.size and groups.min() >= 0 and groups.max() < _MAX_GROUP:
+        dense = groups.astype(np.intp)
+    else:
+        dense = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    order = score_order(s)
+    return order[_nms_ranked(b.take(order, axis=0), dense[order], iou_threshold, max_output)].astype(np.int64)
+
+
+def ranked_nms(
+    boxes: NDArray[np.float64],
+    groups: NDArray[np.integer[Any]] | None,
+    iou_threshold: float,
+    *,
+    max_output: int | None = None,
+    known_kept: int = 0,
+) -> NDArray[np.intp]:
+    """NMS of boxes already in rank order (best first), for callers that rank by their own key.
+
+    Args:
+        boxes: ``(N, 4)`` float64 xyxy boxes, best first.
+        groups: ``(N,)`` group numbers in ``[0, 2**20)`` (boxes of different groups never suppress each
+            other), or ``None`` for a single group.
+        iou_threshold: ``>= 0``.
+        max_output: keep at most this many.
+        known_kept: the first ``known_kept`` boxes are known to survive (the result of an earlier NMS at
+            the same threshold): they are not checked among themselves.
+
+    Returns:
+        ``(K,)`` increasing positions of the kept boxes.
+    """
+    _check(boxes, np.empty(boxes.shape[0]), iou_threshold, max_output)
+    if not 0 <= known_kept <= boxes.shape[0]:
+        raise ValueError(f"known_kept must be in [0, {boxes.shape[0]}], got {known_kept}")
+    return _nms_ranked(boxes, groups, iou_threshold, max_output, known_kept)
+
+
+def score_order(scores: ArrayLike, tiebreak: NDArray[np.integer[Any]] | None = None) -> NDArray[np.intp]:
+    """Indices that sort ``scores`` by decreasing value, ties by increasing ``tiebreak``, NaN last.
+
+    Args:
+        scores: ``(N,)`` real scores.
+        tiebreak: ``(N,)`` integers, or ``None`` for the index itself (a stable sort).
+
+    Returns:
+        ``(N,)`` intp permutation. Entries equal on both keys come in an unspecified order.
+    """
+    values = np.asarray(scores)
+    secondary = np.arange(values.size) if tiebreak is None else np.asarray(tiebreak)
+    if values.size == 0:
+        return np.empty(0, dtype=np.intp)
+    if values.dtype in (np.float16, np.float32) and secondary.min() >= 0 and secondary.max() < 1 << 31:
+        # One int64 key (a sort 2-3x faster than a stable argsort): the float32 bits mapped to an
+        # order-preserving unsigned integer, reversed for a decreasing order, then the tiebreak.
+        bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into 0.0
+        ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))
+        ascending[np.isnan(values)] = 0
+        packed = ((~ascending).astype(np.int64) << np.int64(31)) | secondary.astype(np.int64)
+        if tiebreak is None:
+            packed.sort()
+            return (packed & np.int64((1 << 31) - 1)).astype(np.intp)
+        return np.argsort(packed)
+    reals = values if np.issubdtype(values.dtype, np.floating) else values.astype(np.float64)
+    if tiebreak is None:
+        return np.argsort(-reals, kind="stable")
+    order: NDArray[np.intp] = np.lexsort((secondary, -reals))
+    return order
+
+
+def _check(
+    boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, max_output: int | None
+) -> tuple[NDArray[np.float64], NDArray[Any]]:
+    b = np.asarray(boxes, dtype=np.float64)
+    s = np.asarray(scores)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
+    if s.shape != (b.shape[0],):
+        raise ValueError(f"scores must have shape ({b.shape[0]},), got {s.shape}")
+    if not iou_threshold >= 0:
+        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    if max_output is not None and max_output < 0:
+        raise ValueError(f"max_output must be >= 0, got {max_output}")
+    return b, s
+
+
+def _nms_ranked(
+    boxes: NDArray[np.float64],
+    groups: NDArray[np.integer[Any]] | None,
+    iou_threshold: float,
+    max_output: int | None,
+    known_kept: int = 0,
+) -> NDArray[np.intp]:
+    """Greedy NMS of boxes in rank order; returns the increasing positions of the kept ones."""
+    block = _BLOCK
+    n = boxes.shape[0]
+    limit = n if max_output is None else min(n, max_output)
+    if limit == 0:
+        return np.empty(0, dtype=np.intp)
+    with np.errstate(invalid="ignore", over="ignore"):
+        geometry = _Geometry(boxes, groups, iou_threshold)
+        if n <= block:
+            # Few overlapping pairs (sparse boxes): one pass over all of them beats the blocks' overheads.
+            everything = np.arange(n)
+            sweep = geometry.sweep(everything)
+            if int(np.maximum(sweep[2] - np.arange(1, n + 1), 0).sum()) <= _ONE_PASS_PAIRS + 16 * n:
+                return everything[geometry.greedy(everything, sweep, trusted=known_kept)][:limit]
+        kept = np.arange(known_kept)
+        screen = _Screen(geometry, kept)
+        size = min(block, _FIRST_BLOCK)
+        start = known_kept
+        while start < n and kept.size < limit:
+            stop = min(n, start + size)
+            candidates = np.arange(start, stop)
+            if kept.size:
+                candidates = candidates[~screen.hits(candidates)]
+            if candidates.size > _MAX_GREEDY:
+                # Too many survivors to pair them all: resolve the first ones, revisit the rest next time.
+                candidates = candidates[:_MAX_GREEDY]
+                stop = int(candidates[-1]) + 1
+            if candidates.size > 1:
+                candidates = candidates[geometry.greedy(candidates)]
+            kept = np.concatenate([kept, candidates])
+            screen.add(candidates)
+            start = stop
+            size = min(_GROWTH * size, block)
+    return kept[:limit]
+
+
+class _Screen:
+    """The boxes kept so far, sorted by their sweep key ``lo``, to screen new candidates against.
+
+    A kept box ``k`` can only suppress a candidate ``c`` if ``lo_c < reach_k`` when it starts first, or
+    ``lo_k < reach_c`` otherwise: the kept boxes to pair with ``c`` start in
+    ``[lo_c - span, reach_c)``, ``span`` the largest ``reach - lo`` of a kept box.
+    """
+
+    __slots__ = ("by_lo", "geometry", "lo", "span")
+
+    def __init__(self, geometry: _Geometry, kept: NDArray[np.intp]) -> None:
+        self.geometry = geometry
+        self.by_lo = kept[np.argsort(geometry.lo[kept], kind="stable")]
+        self.lo = geometry.lo[self.by_lo]
+        self.span = 0.0
+        self._widen(kept)
+
+    def _widen(self, kept: NDArray[np.intp]) -> None:
+        spans = self.geometry.reach[kept] - self.geometry.lo[kept]
+        spans = spans[np.isfinite(spans)]
+        if spans.size:
+            self.span = max(self.span, float(spans.max()))
+
+    def add(self, kept: NDArray[np.intp]) -> None:
+        if kept.size:
+            new = kept[np.argsort(self.geometry.lo[kept], kind="stable")]
+            new_lo = self.geometry.lo[new]
+            where = np.searchsorted(self.lo, new_lo, side="right")
+            self.by_lo = np.insert(self.by_lo, where, new)
+            self.lo = np.insert(self.lo, where, new_lo)
+            self._widen(kept)
+
+    def hits(self, candidates: NDArray[np.intp]) -> NDArray[np.bool_]:
+        """For each candidate, whether a kept box suppresses it. Bool ``(len(candidates),)``."""
+        g = self.geometry
+        cand_lo = g.lo[candidates]
+        starts = np.searchsorted(self.lo, cand_lo - self.span, side="left")
+        ends = np.searchsorted(self.lo, g.reach[candidates], side="left")
+        if int(np.maximum(ends - starts, 0).sum()) > _SCREEN_PAIRS * candidates.size:
+            # Many kept boxes, some wide: pairing each way exactly is cheaper than the superset.
+            return self._hits_both_ways(candidates, cand_lo)
+        hit = np.zeros(candidates.size, dtype=bool)
+        for q, t in _range_pairs(starts, ends):
+            over = g.columns.overlap(self.by_lo[t], candidates[q], g.iou_threshold)
+            hit[q[over]] = True
+        return hit
+
+    def _hits_both_ways(self, candidates: NDArray[np.intp], cand_lo: NDArray[np.float64]) -> NDArray[np.bool_]:
+        g = self.geometry
+        hit = np.zeros(candidates.size, dtype=bool)
+        # Kept boxes starting within each candidate's reach: lo_c <= lo_k < reach_c.
+        starts = np.searchsorted(self.lo, cand_lo, side="left")
+        ends = np.searchsorted(self.lo, g.reach[candidates], side="left")
+        for q, t in _range_pairs(starts, ends):
+            over = g.columns.overlap(self.by_lo[t], candidates[q], g.iou_threshold)
+            hit[q[over]] = True
+        # Candidates starting strictly after each kept box and within its reach: lo_k < lo_c < reach_k.
+        order = np.argsort(cand_lo, kind="stable")
+        sorted_lo = cand_lo[order]
+        starts = np.searchsorted(sorted_lo, self.lo, side="right")
+        ends = np.searchsorted(sorted_lo, g.reach[self.by_lo], side="left")
+        for q, t in _range_pairs(starts, ends):
+            over = g.columns.overlap(self.by_lo[q], candidates[order[t]], g.iou_threshold)
+            hit[order[t[over]]] = True
+        return hit
+
+
+class _Geometry:
+    """Boxes in rank order, with their areas and sweep keys; answers overlap questions by position.
+
+    The sweep keys of a box are ``lo = x1`` and ``reach = x2 - t * (x2 - x1)`` (``t`` the IoU
+    threshold), shifted by ``group * span`` for batched NMS, ``-inf`` for non-finite boxes: a box
+    ``b`` with ``lo_a <= lo_b`` can only have an IoU above ``t`` with ``a`` if ``lo_b < reach_a``
+    (their x-overlap must exceed ``t`` times the width of ``a``).
+    """
+
+    __slots__ = ("columns", "iou_threshold", "lo", "reach")
+
+    def __init__(
+        self, boxes: NDArray[np.float64], groups: NDArray[np.integer[Any]] | None, iou_threshold: float
+    ) -> None:
+        x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, k]) for k in range(4))
+        self.columns = _Columns(x1, y1, x2, y2, box_area(boxes))
+        self.iou_threshold = iou_threshold
+        finite = np.isfinite(boxes).all(axis=1)
+        all_finite = bool(finite.all())
+        # A hair less than t: rounding must never cut a pair whose IoU is above t.
+        shrink = min(iou_threshold, 1.0) * (1.0 - 1e-9)
+        self.lo = x1.copy()
+        self.reach = x2 - shrink * np.maximum(x2 - x1, 0.0)
+        if groups is not None and finite.any():
+            # The offset exceeds every x-extent: group g's intervals end before group g+1's begin.
+            extent = x2.max() - x1.min() if all_finite else x2[finite].max() - x1[finite].min()
+            offsets = groups.astype(np.float64) * (max(float(extent), 0.0) + 1.0)
+            self.lo += offsets
+            self.reach += offsets
+        if not all_finite:
+            self.lo[~finite] = -np.inf
+            self.reach[~finite] = -np.inf
+
+    def sweep(self, candidates: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+        """``(order, by_lo, ends)``: ``by_lo = candidates[order]`` sorted by ``lo``, and for each of them
+        the end (in that order) of the later candidates starting within its reach."""
+        order = np.argsort(self.lo[candidates], kind="stable")
+        by_lo = candidates[order]
+        ends = np.searchsorted(self.lo[by_lo], self.reach[by_lo], side="left")
+        return order, by_lo, ends
+
+    def greedy(
+        self,
+        candidates: NDArray[np.intp],
+        sweep: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]] | None = None,
+        trusted: int = 0,
+    ) -> NDArray[np.bool_]:
+        """Greedy NMS among ``candidates`` (increasing positions). Bool keep mask ``(len(candidates),)``.
+
+        The first ``trusted`` candidates are known to be kept: no edge between two of them is followed.
+        """
+        m = candidates.size
+        order, by_lo, ends = self.sweep(candidates) if sweep is None else sweep
+        local = self.columns.take(by_lo)
+        sources: list[NDArray[np.intp]] = []
+        targets: list[NDArray[np.intp]] = []
+        for p, q in _range_pairs(np.arange(1, m + 1), ends):
+            over = local.overlap(p, q, self.iou_threshold)
+            a = order[p[over]]
+            b = order[q[over]]
+            later = np.maximum(a, b)
+            if trusted:
+                a, b, later = a[later >= trusted], b[later >= trusted], later[later >= trusted]
+            sources.append(np.minimum(a, b))
+            targets.append(later)
+        if not sources:
+            return np.ones(m, dtype=bool)
+        return _resolve(m, np.concatenate(sources), np.concatenate(targets))
+
+
+class _Columns:
+    """xyxy boxes as contiguous columns, with their areas."""
+
+    __slots__ = ("areas", "x1", "x2", "y1", "y2")
+
+    def __init__(
+        self,
+        x1: NDArray[np.float64],
+        y1: NDArray[np.float64],
+        x2: NDArray[np.float64],
+        y2: NDArray[np.float64],
+        areas: NDArray[np.float64],
+    ) -> None:
+        self.x1, self.y1, self.x2, self.y2, self.areas = x1, y1, x2, y2, areas
+
+    def take(self, rows: NDArray[np.intp]) -> _Columns:
+        return _Columns(self.x1[rows], self.y1[rows], self.x2[rows], self.y2[rows], self.areas[rows])
+
+    def overlap(self, a: NDArray[np.intp], b: NDArray[np.intp], iou_threshold: float) -> NDArray[np.bool_]:
+        """``iou(a[k], b[k]) > iou_threshold`` for each pair k (IoU 0 when the union is empty)."""
+        widths = np.minimum(self.x2[a], self.x2[b])
+        widths -= np.maximum(self.x1[a], self.x1[b])
+        heights = np.minimum(self.y2[a], self.y2[b])
+        heights -= np.maximum(self.y1[a], self.y1[b])
+        np.maximum(widths, 0.0, out=widths)
+        np.maximum(heights, 0.0, out=heights)
+        inter = widths * heights
+        union = self.areas[a] + self.areas[b]
+        union -= inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        over: NDArray[np.bool_] = iou > iou_threshold
+        return over
+
+
+def _resolve(m: int, sources: NDArray[np.intp], targets: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Keep mask of greedy NMS given its "suppresses" edges (``sources[k] < targets[k]`` in rank).
+
+    Peels the acyclic graph from its roots: an undecided box with no edge left from an undecided box
+    is kept, and every box it points to is suppressed; edges touching a decided box no longer matter.
+    Each step is vectorised; there are as many as the longest chain of suppressions (a few in practice).
+    """
+    keep = np.ones(m, dtype=bool)
+    decided = np.zeros(m, dtype=bool)
+    while sources.size:
+        roots = np.ones(m, dtype=bool)
+        roots[targets] = False
+        suppressed = targets[roots[sources]]
+        keep[suppressed] = False
+        decided |= roots
+        decided[suppressed] = True
+        live = ~(decided[sources] | decided[targets])
+        sources = sources[live]
+        targets = targets[live]
+    return keep
+
+
+def _range_pairs(
+    starts: NDArray[np.intp], ends: NDArray[np.intp]
+) -> Iterator[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """Yield ``(q, t)`` for every query ``q`` and ``t`` in ``[starts[q], ends[q])``, in chunks of about _PAIR_CHUNK."""
+    counts = np.maximum(ends - starts, 0)
+    cumulative = np.cumsum(counts)
+    n = counts.size
+    if n == 0 or cumulative[-1] == 0:
+        return
+    q0 = 0
+    done = 0
+    while q0 < n:
+        q1 = min(n, max(q0 + 1, int(np.searchsorted(cumulative, done + _PAIR_CHUNK, side="right"))))
+        c = counts[q0:q1]
+        total = int(cumulative[q1 - 1]) - done
+        if total:
+            queries = np.repeat(np.arange(q0, q1), c)
+            firsts = np.repeat(starts[q0:q1] - (cumulative[q0:q1] - c - done), c)
+            yield queries, np.arange(total) + firsts
+        done = int(cumulative[q1 - 1])
+        q0 = q1
