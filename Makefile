@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +54,13 @@ protos-check: $(STAMP)
 	diff -r -x __pycache__ service/_proto .protos-check || (echo "service/_proto is stale: run 'make protos'"; exit 1)
 	rm -rf .protos-check
 
+## Post-processing against OpenCV's C++ NMS and a Python loop (ratios).
 bench: $(STAMP)
-	$(BIN)/python bench/postprocess_bench.py
+	$(BIN)/python -m bench.postprocess_bench
+
+## StreamRecognize against a direct Triton client, 1/8/32 streams (ratios).
+bench-stream: $(STAMP)
+	$(BIN)/python -m bench.stream_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check
