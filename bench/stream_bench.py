@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -53,6 +54,11 @@ def frames(count: int, width: int, height: int, seed: int = 0) -> list[npt.NDArr
     return out
 
 
+def constant(image: npt.NDArray[np.uint8]) -> Callable[[], npt.NDArray[np.uint8]]:
+    """A loader that hands back an image already in memory (the frames are raw arrays)."""
+    return lambda: image
+
+
 def summary(latencies: list[float], seconds: float) -> tuple[float, float, float]:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -62,13 +68,13 @@ def summary(latencies: list[float], seconds: float) -> tuple[float, float, float
 async def run_baseline(
     recognizer: Recognizer, spec: str, images: list[npt.NDArray[np.uint8]], streams: int
 ) -> tuple[float, float, float]:
-    deployment = recognizer.resolve(Target(spec_id=spec))
+    deployment = await recognizer.resolve(Target(spec_id=spec))
     latencies: list[float] = []
 
     async def loop(index: int) -> None:
         for image in images[index::streams]:
             started = time.perf_counter()
-            await recognizer.run(deployment, lambda image=image: image)
+            await recognizer.run(deployment, constant(image))
             latencies.append((time.perf_counter() - started) * 1e3)
 
     started = time.perf_counter()

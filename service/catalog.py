@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from service.domain import (
 from service.errors import InvalidArgumentError, NotFoundError
 from service.meanfile import load_mean
 
+if TYPE_CHECKING:
+    from service.recognition import Target
+
 __all__ = ["METADATA_FILE", "Catalog", "Deployment"]
 
 log = logging.getLogger(__name__)
@@ -45,11 +49,13 @@ class Deployment:
     version: Version
     network: Network
     means: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    model: str = ""
+    """The Triton model that serves the network when its name is not the network id (uploaded networks)."""
 
     @property
     def model_name(self) -> str:
-        """The Triton model that serves the network."""
-        return self.network.id
+        """The Triton model that serves the network: a public network's folder name is its id."""
+        return self.model or self.network.id
 
 
 class Catalog:
@@ -95,6 +101,23 @@ class Catalog:
         if (deployment := self._by_version.get(version_id)) is None:
             raise NotFoundError("version", version_id)
         return deployment
+
+    def has_spec(self, spec_id: str) -> bool:
+        return spec_id in self._by_spec
+
+    def has_version(self, version_id: str) -> bool:
+        return version_id in self._by_version
+
+    def has_network(self, network_id: str) -> bool:
+        return network_id in self._networks
+
+    def means(self, network_id: str) -> Mapping[str, npt.NDArray[np.float32]]:
+        """The mean arrays of a public network."""
+        return next((d.means for d in self._by_spec.values() if d.network.id == network_id), {})
+
+    async def resolve(self, target: Target) -> Deployment:
+        """The public deployment a target names (a ``DeploymentResolver`` of public models only)."""
+        return self.for_spec(target.spec_id) if target.spec_id else self.for_version(target.version_id)
 
 
 def _load_one(meta: Path) -> Deployment:

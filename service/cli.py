@@ -1,4 +1,4 @@
-"""The ``sightline`` command: serve, list the public models, recognise an image."""
+"""The ``sightline`` command: serve, list the public models, recognise an image, manage API keys."""
 
 from __future__ import annotations
 
@@ -207,6 +207,40 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+async def _keys(args: argparse.Namespace) -> int:
+    from service.auth import KeyKind, create_key, revoke_key
+    from service.errors import SightlineError
+    from service.settings import Settings
+    from service.store import open_store
+
+    settings = Settings()
+    store = await open_store(settings.database_url, settings.data_dir, pool_size=1)
+    try:
+        if args.keys_command == "create":
+            record, key = await create_key(store, args.org, KeyKind(args.kind), args.description)
+            print(f"created {record.kind} key {record.id} for organisation {record.organisation}", file=sys.stderr)
+            print("it is shown only now (the server keeps its hash):", file=sys.stderr)
+            print(key)
+        elif args.keys_command == "list":
+            for k in await store.list_keys():
+                state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+                created = f"{k.created_at:%Y-%m-%d %H:%M}"
+                print(f"{k.id}  {k.organisation:<20} {k.kind:<6} {created}  {state}  {k.description}")
+        else:
+            await revoke_key(store, args.key_id)
+            print(f"revoked key {args.key_id}", file=sys.stderr)
+    except SightlineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    return asyncio.run(_keys(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sightline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--service", default="", help='"" (the process), sightline.v1.RecognitionService, model/<network-id> ...'
     )
     check.set_defaults(func=cmd_health)
+
+    keys = sub.add_parser(
+        "keys",
+        help="create, list and revoke API keys (in the database of SIGHTLINE_DATA_DIR or SIGHTLINE_DATABASE_URL)",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--org", required=True, help="the organisation the key belongs to")
+    create.add_argument("--kind", choices=["admin", "read"], required=True, help="read: inference only; admin: all")
+    create.add_argument("--description", default="", help="a note for `keys list`")
+    keys_sub.add_parser("list", help="list the keys (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
     return parser
 
 

@@ -59,10 +59,12 @@ class ImageRequest:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What to run: a specification (its current version) or a version."""
+    """What to run: a specification (its current version) or a version, as seen by an organisation (which sees
+    the public models and its own)."""
 
     spec_id: str = ""
     version_id: str = ""
+    organisation: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +84,9 @@ class RecognitionResult:
 
 
 class DeploymentResolver(Protocol):
-    def for_spec(self, spec_id: str) -> Deployment: ...
+    """Finds what a target runs: the public catalog, or the registry (public models and the organisation's)."""
 
-    def for_version(self, version_id: str) -> Deployment: ...
+    async def resolve(self, target: Target) -> Deployment: ...
 
 
 class Recognizer:
@@ -103,12 +105,10 @@ class Recognizer:
         self._max_image_pixels = max_image_pixels
         self._timeout_s = triton_timeout_s
 
-    def resolve(self, target: Target) -> Deployment:
+    async def resolve(self, target: Target) -> Deployment:
         if bool(target.spec_id) == bool(target.version_id):
             raise InvalidArgumentError.field("target", "give exactly one of spec_id or version_id")
-        if target.spec_id:
-            return self._resolver.for_spec(target.spec_id)
-        return self._resolver.for_version(target.version_id)
+        return await self._resolver.resolve(target)
 
     async def recognize(
         self,
@@ -119,7 +119,7 @@ class Recognizer:
         max_predictions: int = DEFAULT_MAX_PREDICTIONS,
     ) -> RecognitionResult:
         check_max_predictions(max_predictions)
-        deployment = self.resolve(target)
+        deployment = await self.resolve(target)
         if image.content:
             data = image.content
         elif image.source and self._fetcher is not None and is_url_source(image.source):

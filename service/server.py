@@ -25,17 +25,22 @@ from service._proto.sightline.v1 import (
     tasks_pb2,
     tasks_pb2_grpc,
 )
+from service.api.auth import AuthInterceptor
 from service.api.servicers.networks import NetworkServicer
 from service.api.servicers.recognition import RecognitionServicer
 from service.api.servicers.tasks import TaskServicer
+from service.auth import Authenticator
 from service.catalog import Catalog
 from service.health import HealthMonitor
 from service.observability import Metrics, ObservabilityInterceptor
 from service.recognition import RecognitionResult, Recognizer
+from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
 from service.sources import UrlFetcher
+from service.store import Store, open_store
+from service.store.repository import ModelRepository
 from service.streams import StreamRunner
-from service.tasks import TaskRunner
+from service.tasks import TaskRunner, decode_result, encode_result
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 
@@ -59,6 +64,8 @@ class Application:
     gateway: GrpcTritonGateway
     tasks: TaskRunner[RecognitionResult]
     streams: StreamRunner
+    store: Store
+    registry: Registry
     health: HealthMonitor
     metrics: Metrics
     tracer_provider: TracerProvider
@@ -74,6 +81,7 @@ class Application:
         await self.server.stop(grace_s)
         await self.tasks.close()
         await self.gateway.close()
+        await self.store.close()
         if self.triton is not None:
             await self.triton.stop()
         if self.metrics_server is not None:
@@ -136,27 +144,34 @@ async def start(settings: Settings) -> Application:
     """Start Triton (embedded unless ``triton_url`` is set), then the gRPC server on ``settings.port``."""
     catalog = Catalog.load(settings.model_repository)
     credentials = _credentials(settings)
+    repository = ModelRepository(settings.user_repository, settings.staging_dir, prefix=settings.model_name_prefix)
+    store = await open_store(settings.database_url, settings.data_dir, pool_size=settings.database_pool_size)
     triton: EmbeddedTriton | None = None
-    url = settings.triton_url
-    if not url:
-        settings.user_repository.mkdir(parents=True, exist_ok=True)
-        triton = EmbeddedTriton(
-            [settings.model_repository.resolve(), settings.user_repository.resolve()],
-            settings.triton_dir,
-            log_verbose=settings.triton_log_verbose,
-        )
-        url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
     try:
-        return await _start_server(settings, catalog, url, triton, credentials)
+        settings.user_repository.mkdir(parents=True, exist_ok=True)
+        # Before the embedded Triton starts, so that it never loads what a stopped upload left behind.
+        await reconcile(store, repository)
+        url = settings.triton_url
+        if not url:
+            triton = EmbeddedTriton(
+                [settings.model_repository.resolve(), settings.user_repository.resolve()],
+                settings.triton_dir,
+                log_verbose=settings.triton_log_verbose,
+            )
+            url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
+        return await _start_server(settings, catalog, store, repository, url, triton, credentials)
     except BaseException:
         if triton is not None:
             await triton.stop()
+        await store.close()
         raise
 
 
 async def _start_server(
     settings: Settings,
     catalog: Catalog,
+    store: Store,
+    repository: ModelRepository,
     url: str,
     triton: EmbeddedTriton | None,
     credentials: grpc.ServerCredentials | None,
@@ -166,7 +181,12 @@ async def _start_server(
     tracer = provider.get_tracer("sightline")
     gateway = GrpcTritonGateway(url, timeout_s=settings.triton_timeout_s, metrics=metrics, tracer=tracer)
     tasks: TaskRunner[RecognitionResult] = TaskRunner(
-        max_pending=settings.max_pending_tasks, max_kept=settings.max_kept_tasks
+        store,
+        encode=encode_result,
+        decode=decode_result,
+        max_pending=settings.max_pending_tasks,
+        max_kept=settings.max_kept_tasks,
+        prune_every=100,
     )
     fetcher = (
         UrlFetcher(
@@ -178,8 +198,23 @@ async def _start_server(
         if settings.url_enabled
         else None
     )
-    recognizer = Recognizer(
+    registry = Registry(
         catalog,
+        store,
+        repository,
+        gateway,
+        tasks,
+        limits=UploadLimits(
+            max_bytes=settings.max_upload_bytes,
+            max_files=settings.max_upload_files,
+            max_batch_size=settings.model_max_batch_size,
+        ),
+        load_timeout_s=settings.model_load_timeout_s,
+        max_image_pixels=settings.max_image_pixels,
+        fetcher=fetcher,
+    )
+    recognizer = Recognizer(
+        registry,
         gateway,
         max_image_pixels=settings.max_image_pixels,
         triton_timeout_s=settings.triton_timeout_s,
@@ -188,13 +223,21 @@ async def _start_server(
     streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels, metrics=metrics)
     metrics.tasks_pending.set_function(lambda: tasks.pending)
 
+    authenticator = Authenticator(store, enabled=settings.auth_enabled, cache_s=settings.auth_cache_s)
+    if not authenticator.enabled:
+        log.warning(
+            "API keys are off (SIGHTLINE_AUTH=%s, host %s): every caller acts as the admin of organisation 'local'",
+            settings.auth,
+            settings.host,
+        )
     server = grpc.aio.server(
-        interceptors=[ObservabilityInterceptor(metrics, tracer)], options=_server_options(settings)
+        interceptors=[ObservabilityInterceptor(metrics, tracer), AuthInterceptor(authenticator)],
+        options=_server_options(settings),
     )
     recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
-        RecognitionServicer(catalog, recognizer, tasks, streams), server
+        RecognitionServicer(registry, recognizer, tasks, streams), server
     )
-    networks_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(catalog), server)
+    networks_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(registry), server)
     tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(tasks), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -214,6 +257,7 @@ async def _start_server(
         interval_s=settings.health_interval_s,
     )
     await monitor.start()
+    await registry.resume()
     await server.start()
     metrics_server, metrics_port = None, None
     if settings.metrics_port >= 0:
@@ -222,7 +266,19 @@ async def _start_server(
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
     log.info("Sightline serves on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
     return Application(
-        server, port, gateway, tasks, streams, monitor, metrics, provider, metrics_port, metrics_server, triton
+        server,
+        port,
+        gateway,
+        tasks,
+        streams,
+        store,
+        registry,
+        monitor,
+        metrics,
+        provider,
+        metrics_port,
+        metrics_server,
+        triton,
     )
 
 

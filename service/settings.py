@@ -104,6 +104,40 @@ class Settings(BaseSettings):
 
     url_max_redirects: int = Field(3, ge=0)
 
+    database_url: str = ""
+    """The registry's database: empty for SQLite in ``<data_dir>/sightline.db``; ``sqlite:///path/file.db``; or a
+    PostgreSQL DSN (``postgresql://user:password@host:5432/sightline``) for several replicas."""
+
+    database_pool_size: int = Field(8, ge=1)
+    """PostgreSQL connections per replica."""
+
+    models_dir: Path | None = None
+    """The writable Triton model repository of uploaded networks; default ``<data_dir>/models``. With a remote
+    Triton it must be the same folder that Triton serves (a shared volume), mounted at the same contents."""
+
+    model_name_prefix: str = Field("net-", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    """Triton model names of uploaded networks are this prefix and the network id (``net-12``). Sightline
+    deployments sharing one Triton and one repository need prefixes of their own."""
+
+    max_upload_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1)
+    """Largest network upload (all files together); larger ones are refused with RESOURCE_EXHAUSTED."""
+
+    max_upload_files: int = Field(16, ge=1)
+    """Most files in one network upload."""
+
+    model_max_batch_size: int = Field(32, ge=1)
+    """``max_batch_size`` written in the configuration of an uploaded network that takes any batch size."""
+
+    model_load_timeout_s: float = Field(300.0, gt=0)
+    """How long Triton may take to load an uploaded network."""
+
+    auth: str = Field("auto", pattern="^(auto|on|off)$")
+    """API keys: ``on`` (every call but health and reflection needs a key), ``off`` (local development: every caller
+    acts as the admin of organisation ``local``), ``auto`` (off when ``host`` is a loopback address, else on)."""
+
+    auth_cache_s: float = Field(10.0, ge=0)
+    """How long a checked API key is remembered; a revoked key stops working within this time."""
+
     @field_validator("url_allow", mode="before")
     @classmethod
     def _split_allow(cls, value: object) -> object:
@@ -118,4 +152,15 @@ class Settings(BaseSettings):
     @property
     def user_repository(self) -> Path:
         """The writable Triton model repository (uploaded networks)."""
-        return self.data_dir / "models"
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where uploads are written and checked before they move into ``user_repository`` (one rename)."""
+        return self.data_dir / "staging"
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth != "auto":
+            return self.auth == "on"
+        return self.host not in {"127.0.0.1", "::1", "[::1]", "localhost"}

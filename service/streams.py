@@ -173,11 +173,11 @@ class StreamRunner:
         """Outcomes of the frames of ``messages``, whose first item must be a ``StreamConfig``."""
         return _Stream(self, messages).run()
 
-    def settings_for(self, config: StreamConfig) -> _Settings:
+    async def settings_for(self, config: StreamConfig) -> _Settings:
         check_max_predictions(config.max_predictions)
         if config.max_latency_ms < 0:
             raise InvalidArgumentError.field("config.max_latency_ms", "must not be negative")
-        deployment = with_thresholds(self._recognizer.resolve(config.target), config.output_thresholds)
+        deployment = with_thresholds(await self._recognizer.resolve(config.target), config.output_thresholds)
         return _Settings(deployment, config.show_discarded, config.max_predictions, config.max_latency_ms)
 
     def load(self, frame: FrameInput) -> Callable[[], RGBImage]:
@@ -258,7 +258,7 @@ class _Stream:
         self._config = first
         self._max_in_flight = first.max_in_flight or 4
         self._window = 4 * self._max_in_flight + 16
-        self._settings = self._runner.settings_for(first)
+        self._settings = await self._runner.settings_for(first)
         self._ordered = first.ordering is Ordering.ORDERED or first.tracking
         self._trackers = {} if first.tracking else None
         self._room = asyncio.Condition()
@@ -290,7 +290,7 @@ class _Stream:
         try:
             async for message in self._messages:
                 if isinstance(message, StreamConfig):
-                    self._settings = self._runner.settings_for(message)
+                    self._settings = await self._runner.settings_for(message)
                     continue
                 async with self._room:
                     await self._room.wait_for(lambda: self._held < self._window)

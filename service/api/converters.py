@@ -4,13 +4,16 @@ parsers and printers; results, on the hot path, are built field by field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+import numpy as np
+import numpy.typing as npt
+from google.protobuf import field_mask_pb2, json_format, message, timestamp_pb2
 
 from postprocess.types import LabelsResult, Prediction
-from service._proto.sightline.v1 import inference_pb2, networks_pb2, recognition_pb2, streams_pb2, tasks_pb2
+from service._proto.sightline.v1 import common_pb2, inference_pb2, networks_pb2, recognition_pb2, streams_pb2, tasks_pb2
 from service.api.errors import to_status
 from service.domain import (
     DEFAULT_MAX_PREDICTIONS,
@@ -23,6 +26,7 @@ from service.domain import (
 )
 from service.errors import InvalidArgumentError
 from service.recognition import ImageRequest, RecognitionResult, Target
+from service.registry import NetworkDraft, UploadFile
 from service.streams import (
     DropPolicy,
     FrameInput,
@@ -35,12 +39,19 @@ from service.streams import (
 from service.tasks import Task
 
 __all__ = [
+    "changes",
+    "image_request",
     "network_to_proto",
     "page",
+    "page_bounds",
     "recognize_request",
     "result_to_proto",
+    "spec_body",
     "spec_to_proto",
     "task_to_proto",
+    "tensor_to_proto",
+    "upload_draft",
+    "version_body",
     "version_to_proto",
 ]
 
@@ -67,6 +78,85 @@ def page(offset: int, limit: int) -> slice:
     if limit < 0 or limit > MAX_PAGE:
         raise InvalidArgumentError.field("limit", f"must be between 0 and {MAX_PAGE}, got {limit}")
     return slice(offset, offset + (limit or 100))
+
+
+def page_bounds(offset: int, limit: int) -> tuple[int, int]:
+    """(offset, limit) of a list page, checked as ``page`` does."""
+    bounds = page(offset, limit)
+    return bounds.start, bounds.stop - bounds.start
+
+
+def _json(msg: message.Message) -> dict[str, Any]:
+    body: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return body
+
+
+def _read_only(body: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
+    for name in fields:
+        if body.get(name) not in (None, "", {}):
+            raise InvalidArgumentError.field(f"{where}.{name}", "is read-only: leave it empty")
+
+
+def upload_draft(first: networks_pb2.CreateNetworkRequest | None) -> NetworkDraft:
+    """The declaration of an upload from its first message."""
+    if first is None or first.WhichOneof("kind") != "upload":
+        raise InvalidArgumentError.field("upload", "the first message of CreateNetwork must be an upload")
+    body = _json(first.upload.network)
+    _read_only(body, ("id", "task_id", "create_date", "update_date"), "upload.network")
+    files = tuple(UploadFile(f.name, f.size, f.sha256) for f in first.upload.files)
+    return NetworkDraft(body=body, files=files)
+
+
+def spec_body(spec: recognition_pb2.Specification) -> dict[str, Any]:
+    """A new specification's v0.7 JSON."""
+    body = _json(spec)
+    _read_only(body, ("id", "update_date", "current_version_id"), "specification")
+    return body
+
+
+def version_body(version: recognition_pb2.Version) -> tuple[str, str, list[Any]]:
+    """(spec_id, network_id, post_processings) of a new version."""
+    body = _json(version)
+    _read_only(body, ("id", "update_date", "spec_name", "network_name"), "version")
+    return version.spec_id, version.network_id, list(body.get("post_processings", []))
+
+
+def changes(
+    resource: message.Message,
+    mask: field_mask_pb2.FieldMask,
+    *,
+    mutable: tuple[str, ...],
+    immutable: tuple[str, ...],
+) -> dict[str, Any]:
+    """The fields an update changes: those in ``mask``, or, without one, those set in ``resource``."""
+    body = _json(resource)
+    if mask.paths:
+        paths = list(mask.paths)
+        for i, path in enumerate(paths):
+            if path not in mutable:
+                reason = "is immutable" if path in immutable else "is not a field that can be changed"
+                raise InvalidArgumentError.field(
+                    f"update_mask.paths[{i}]", f"{path!r} {reason} (mutable: {', '.join(mutable)})"
+                )
+    else:
+        for name in immutable:
+            if body.get(name) not in (None, "", [], {}):
+                raise InvalidArgumentError.field(name, "is immutable: leave it empty or create a new resource")
+        paths = [p for p in mutable if p in body and (p != "name" or body[p])]
+        if not paths:
+            raise InvalidArgumentError.field("update_mask", f"nothing to change: set one of {', '.join(mutable)}")
+    defaults: dict[str, Any] = {"name": "", "description": "", "metadata": {}}
+    result: dict[str, Any] = {}
+    for path in paths:
+        if path not in body and path not in defaults:
+            raise InvalidArgumentError.field(path, "is in update_mask but has no value")
+        result[path] = body.get(path, defaults.get(path))
+    return result
+
+
+def tensor_to_proto(name: str, array: npt.NDArray[Any]) -> common_pb2.Tensor:
+    values = np.asarray(array, dtype=np.float32).reshape(-1)
+    return common_pb2.Tensor(name=name, shape=list(array.shape), data=values.tolist())
 
 
 def network_to_proto(network: Network) -> networks_pb2.Network:
@@ -123,13 +213,20 @@ def recognize_request(
     request: inference_pb2.RecognizeRequest,
 ) -> tuple[Target, ImageRequest, bool, int]:
     """(target, image, show_discarded, max_predictions) from a request; validates what protobuf cannot."""
-    if not request.inputs:
+    target = Target(spec_id=request.spec_id, version_id=request.version_id)
+    max_predictions = request.max_predictions if request.HasField("max_predictions") else DEFAULT_MAX_PREDICTIONS
+    return target, image_request(request.inputs), request.show_discarded, max_predictions
+
+
+def image_request(inputs: Sequence[inference_pb2.Input]) -> ImageRequest:
+    """The one image input of a request."""
+    if not inputs:
         raise InvalidArgumentError.field("inputs", "must hold one image input; it is empty")
-    if len(request.inputs) > 1:
-        raise InvalidArgumentError.field("inputs", f"holds {len(request.inputs)} inputs; send one image per request")
-    if not request.inputs[0].HasField("image"):
+    if len(inputs) > 1:
+        raise InvalidArgumentError.field("inputs", f"holds {len(inputs)} inputs; send one image per request")
+    if not inputs[0].HasField("image"):
         raise InvalidArgumentError.field("inputs[0].image", "is required")
-    image = request.inputs[0].image
+    image = inputs[0].image
     bbox = None
     if image.HasField("bbox"):
         b = image.bbox
@@ -137,19 +234,12 @@ def recognize_request(
         if missing:
             raise InvalidArgumentError.field("inputs[0].image.bbox", f"lacks {', '.join(missing)}")
         bbox = (b.xmin, b.ymin, b.xmax, b.ymax)
-    target = Target(spec_id=request.spec_id, version_id=request.version_id)
-    max_predictions = request.max_predictions if request.HasField("max_predictions") else DEFAULT_MAX_PREDICTIONS
-    return (
-        target,
-        ImageRequest(
-            content=image.content,
-            source=image.source,
-            bbox=bbox,
-            polygon=tuple((p.x, p.y) for p in image.polygon),
-            crop_uniform_background=image.crop_uniform_background,
-        ),
-        request.show_discarded,
-        max_predictions,
+    return ImageRequest(
+        content=image.content,
+        source=image.source,
+        bbox=bbox,
+        polygon=tuple((p.x, p.y) for p in image.polygon),
+        crop_uniform_background=image.crop_uniform_background,
     )
 
 

@@ -17,6 +17,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from service.auth import UnauthenticatedError
 from service.errors import (
     AlreadyExistsError,
     DeadlineExceededError,
@@ -44,6 +45,7 @@ STATUS_TABLE: dict[type[SightlineError], grpc.StatusCode] = {
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     SightlineError: grpc.StatusCode.INTERNAL,
 }

@@ -18,14 +18,20 @@ import tritonclient.grpc.aio as grpcclient
 from opentelemetry import trace
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from service.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from service.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError
 from service.observability import Metrics, trace_headers
 
-__all__ = ["GrpcTritonGateway", "ModelInfo", "TensorInfo", "TritonGateway"]
+__all__ = ["GrpcTritonGateway", "ModelInfo", "ModelLoadError", "TensorInfo", "TritonGateway"]
 
 log = logging.getLogger(__name__)
 
 Tensors = Mapping[str, npt.NDArray[Any]]
+
+
+class ModelLoadError(FailedPreconditionError):
+    """Triton refused to load a model (a bad model file, a configuration it does not accept)."""
+
+    reason = "MODEL_LOAD_FAILED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,22 @@ class TritonGateway(Protocol):
     async def model_ready(self, model: str) -> bool: ...
 
     async def server_live(self) -> bool: ...
+
+    async def load_model(self, model: str, *, timeout_s: float | None = None) -> None:
+        """Load (or reload) a model of the repository through the model-control API."""
+        ...
+
+    async def unload_model(self, model: str) -> None:
+        """Unload a model; unknown or already unloaded models are not an error."""
+        ...
+
+    async def loaded_models(self) -> set[str]:
+        """The names of the models Triton's repository index says are loaded (READY or loading)."""
+        ...
+
+    def forget(self, model: str) -> None:
+        """Drop what is cached about a model (after it is unloaded or reloaded)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -120,6 +142,38 @@ class GrpcTritonGateway:
     def forget(self, model: str) -> None:
         """Drop the cached configuration of a model (after it is unloaded or reloaded)."""
         self._info.pop(model, None)
+
+    async def load_model(self, model: str, *, timeout_s: float | None = None) -> None:
+        self.forget(model)
+        try:
+            await self._client.load_model(model, client_timeout=timeout_s or self._timeout_s)
+        except InferenceServerException as exc:
+            message = str(exc.message() or exc)
+            log.warning("Triton could not load model %s: %s", model, message)
+            if "UNAVAILABLE" in str(exc.status() or "") or "Deadline" in message:
+                raise UnavailableError(
+                    f"the inference server did not load model {model!r} in time: {message}"
+                ) from None
+            raise ModelLoadError(f"the inference server could not load the network: {message}") from None
+        finally:
+            self.forget(model)
+
+    async def unload_model(self, model: str) -> None:
+        self.forget(model)
+        try:
+            await self._client.unload_model(model, client_timeout=self._timeout_s)
+        except InferenceServerException as exc:
+            message = str(exc.message() or exc)
+            if "NOT_FOUND" in str(exc.status() or "") or "not found" in message or "unknown model" in message:
+                return
+            raise _domain_error(exc, model) from None
+
+    async def loaded_models(self) -> set[str]:
+        try:
+            index = await self._client.get_model_repository_index(as_json=True, client_timeout=self._timeout_s)
+        except InferenceServerException as exc:
+            raise _domain_error(exc, "(repository index)") from None
+        return {str(m["name"]) for m in index.get("models", []) if m.get("state") in {"READY", "LOADING", "UNLOADING"}}
 
     async def infer(
         self, model: str, inputs: Tensors, outputs: Sequence[str], *, timeout_s: float | None = None

@@ -4,8 +4,10 @@ import asyncio
 
 import pytest
 
+from postprocess.types import BBox, LabelsResult, Prediction
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
-from service.tasks import TaskRunner, TaskStatus
+from service.recognition import RecognitionResult
+from service.tasks import TaskRunner, TaskStatus, decode_result, encode_result
 
 
 async def test_task_goes_from_pending_to_success() -> None:
@@ -16,11 +18,11 @@ async def test_task_goes_from_pending_to_success() -> None:
         await gate.wait()
         return 42
 
-    task = runner.submit(work)
-    assert runner.get(task.id).status is TaskStatus.PENDING
+    task = await runner.submit(work)
+    assert (await runner.get(task.id)).status is TaskStatus.PENDING
     gate.set()
     await asyncio.sleep(0.01)
-    done = runner.get(task.id)
+    done = await runner.get(task.id)
     assert (done.status, done.data, done.error) == (TaskStatus.SUCCESS, 42, None)
     assert done.date_updated >= done.date_created
 
@@ -34,10 +36,10 @@ async def test_domain_errors_are_kept_and_internal_ones_hidden() -> None:
     async def broken() -> int:
         raise KeyError("secret internals")
 
-    a, b = runner.submit(bad), runner.submit(broken)
+    a, b = await runner.submit(bad), await runner.submit(broken)
     await asyncio.sleep(0.01)
-    assert runner.get(a.id).error == "the image is empty"
-    assert runner.get(b.id).error == "internal error"
+    assert (await runner.get(a.id)).error == "the image is empty"
+    assert (await runner.get(b.id)).error == "internal error"
 
 
 async def test_bounded_queue_and_retention() -> None:
@@ -48,20 +50,34 @@ async def test_bounded_queue_and_retention() -> None:
         await gate.wait()
         return 1
 
-    first = runner.submit(wait)
-    runner.submit(wait)
+    first = await runner.submit(wait)
+    await runner.submit(wait)
     with pytest.raises(ResourceExhaustedError):
-        runner.submit(wait)
+        await runner.submit(wait)
     gate.set()
     await asyncio.sleep(0.01)
     for _ in range(3):
-        runner.submit(wait)
+        await runner.submit(wait)
         await asyncio.sleep(0.01)
     with pytest.raises(NotFoundError):
-        runner.get(first.id)
+        await runner.get(first.id)
     with pytest.raises(InvalidArgumentError):
-        runner.get_many([])
+        await runner.get_many([])
     await runner.close()
+
+
+async def test_tasks_belong_to_their_organisation() -> None:
+    runner: TaskRunner[int] = TaskRunner()
+
+    async def work() -> int:
+        return 1
+
+    task = await runner.submit(work, organisation="acme")
+    assert (await runner.get(task.id, organisation="acme")).id == task.id
+    with pytest.raises(NotFoundError):
+        await runner.get(task.id, organisation="globex")
+    with pytest.raises(NotFoundError):
+        await runner.get_many([task.id], organisation="globex")
 
 
 async def test_close_cancels_running_tasks() -> None:
@@ -71,8 +87,20 @@ async def test_close_cancels_running_tasks() -> None:
         await asyncio.Event().wait()
         return 0
 
-    task = runner.submit(forever)
+    task = await runner.submit(forever)
     await asyncio.sleep(0)
     await runner.close()
-    assert runner.get(task.id).status is TaskStatus.ERROR
+    assert (await runner.get(task.id)).status is TaskStatus.ERROR
     assert runner.pending == 0
+
+
+def test_results_round_trip_through_json() -> None:
+    result = RecognitionResult(
+        (
+            LabelsResult(
+                (Prediction(3, "cat", 0.9, 0.5, region_id=1, bbox=BBox(0.1, 0.2, 0.3, 0.4), track_id=7),),
+                (Prediction(4, "dog", 0.1, 0.5),),
+            ),
+        )
+    )
+    assert decode_result(encode_result(result)) == result

@@ -1,24 +1,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 import grpc
 
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc, streams_pb2
 from service.api.converters import (
+    changes,
     outcome_to_proto,
-    page,
+    page_bounds,
     recognize_request,
     result_to_proto,
+    spec_body,
     spec_to_proto,
     stream_message,
+    version_body,
     version_to_proto,
 )
 from service.api.errors import grpc_errors, grpc_stream_errors
-from service.catalog import Catalog
-from service.errors import InvalidArgumentError
+from service.auth import current_principal
 from service.recognition import RecognitionResult, Recognizer
+from service.registry import Registry
 from service.streams import FrameInput, StreamConfig, StreamRunner
 from service.tasks import TaskRunner
 
@@ -30,12 +34,12 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
     def __init__(
         self,
-        catalog: Catalog,
+        registry: Registry,
         recognizer: Recognizer,
         tasks: TaskRunner[RecognitionResult],
         streams: StreamRunner,
     ) -> None:
-        self._catalog = catalog
+        self._registry = registry
         self._recognizer = recognizer
         self._tasks = tasks
         self._streams = streams
@@ -44,43 +48,82 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
     async def ListSpecifications(
         self, request: common_pb2.ListRequest, context: Context
     ) -> recognition_pb2.ListSpecificationsResponse:
-        specs = self._catalog.specifications()
+        offset, limit = page_bounds(request.offset, request.limit)
+        count, specs = await self._registry.list_specs(current_principal().organisation, offset, limit)
         return recognition_pb2.ListSpecificationsResponse(
-            count=len(specs),
-            results=[spec_to_proto(s, with_outputs=False) for s in specs[page(request.offset, request.limit)]],
+            count=count, results=[spec_to_proto(s, with_outputs=False) for s in specs]
         )
 
     @grpc_errors
     async def GetSpecification(
         self, request: recognition_pb2.GetSpecificationRequest, context: Context
     ) -> recognition_pb2.Specification:
-        if not request.spec_id:
-            raise InvalidArgumentError.field("spec_id", "must not be empty")
-        return spec_to_proto(self._catalog.for_spec(request.spec_id).spec)
+        return spec_to_proto(await self._registry.get_spec(current_principal().organisation, request.spec_id))
+
+    @grpc_errors
+    async def CreateSpecification(
+        self, request: recognition_pb2.CreateSpecificationRequest, context: Context
+    ) -> recognition_pb2.Specification:
+        spec = await self._registry.create_spec(current_principal().organisation, spec_body(request.specification))
+        return spec_to_proto(spec)
+
+    @grpc_errors
+    async def UpdateSpecification(
+        self, request: recognition_pb2.UpdateSpecificationRequest, context: Context
+    ) -> recognition_pb2.Specification:
+        update = changes(
+            request.specification,
+            request.update_mask,
+            mutable=("name", "description", "metadata", "current_version_id"),
+            immutable=("outputs", "update_date"),
+        )
+        spec = await self._registry.update_spec(current_principal().organisation, request.specification.id, update)
+        return spec_to_proto(spec)
+
+    @grpc_errors
+    async def DeleteSpecification(
+        self, request: recognition_pb2.DeleteSpecificationRequest, context: Context
+    ) -> recognition_pb2.DeleteSpecificationResponse:
+        await self._registry.delete_spec(current_principal().organisation, request.spec_id)
+        return recognition_pb2.DeleteSpecificationResponse()
 
     @grpc_errors
     async def ListVersions(
         self, request: recognition_pb2.ListVersionsRequest, context: Context
     ) -> recognition_pb2.ListVersionsResponse:
-        if request.spec_id:
-            self._catalog.for_spec(request.spec_id)
-        versions = self._catalog.versions(request.spec_id)
-        return recognition_pb2.ListVersionsResponse(
-            count=len(versions),
-            results=[version_to_proto(v) for v in versions[page(request.offset, request.limit)]],
+        offset, limit = page_bounds(request.offset, request.limit)
+        count, versions = await self._registry.list_versions(
+            current_principal().organisation, request.spec_id, offset, limit
         )
+        return recognition_pb2.ListVersionsResponse(count=count, results=[version_to_proto(v) for v in versions])
 
     @grpc_errors
     async def GetVersion(self, request: recognition_pb2.GetVersionRequest, context: Context) -> recognition_pb2.Version:
-        if not request.version_id:
-            raise InvalidArgumentError.field("version_id", "must not be empty")
-        return version_to_proto(self._catalog.for_version(request.version_id).version)
+        return version_to_proto(await self._registry.get_version(current_principal().organisation, request.version_id))
+
+    @grpc_errors
+    async def CreateVersion(
+        self, request: recognition_pb2.CreateVersionRequest, context: Context
+    ) -> recognition_pb2.Version:
+        spec_id, network_id, post_processings = version_body(request.version)
+        version = await self._registry.create_version(
+            current_principal().organisation, spec_id, network_id, post_processings
+        )
+        return version_to_proto(version)
+
+    @grpc_errors
+    async def DeleteVersion(
+        self, request: recognition_pb2.DeleteVersionRequest, context: Context
+    ) -> recognition_pb2.DeleteVersionResponse:
+        await self._registry.delete_version(current_principal().organisation, request.version_id)
+        return recognition_pb2.DeleteVersionResponse()
 
     @grpc_errors
     async def Recognize(
         self, request: inference_pb2.RecognizeRequest, context: Context
     ) -> inference_pb2.RecognitionResult:
         target, image, show_discarded, max_predictions = recognize_request(request)
+        target = replace(target, organisation=current_principal().organisation)
         result = await self._recognizer.recognize(
             target, image, show_discarded=show_discarded, max_predictions=max_predictions
         )
@@ -89,12 +132,15 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
     @grpc_errors
     async def Infer(self, request: inference_pb2.RecognizeRequest, context: Context) -> recognition_pb2.InferResponse:
         target, image, show_discarded, max_predictions = recognize_request(request)
+        organisation = current_principal().organisation
+        target = replace(target, organisation=organisation)
         # Resolve now so that an unknown spec or version is answered NOT_FOUND, not buried in a task.
-        self._recognizer.resolve(target)
-        task = self._tasks.submit(
+        await self._recognizer.resolve(target)
+        task = await self._tasks.submit(
             lambda: self._recognizer.recognize(
                 target, image, show_discarded=show_discarded, max_predictions=max_predictions
-            )
+            ),
+            organisation=organisation,
         )
         return recognition_pb2.InferResponse(task_id=task.id)
 
@@ -102,9 +148,14 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
     async def StreamRecognize(
         self, request_iterator: AsyncIterator[streams_pb2.StreamRecognizeRequest], context: Context
     ) -> AsyncIterator[streams_pb2.StreamRecognizeResponse]:
+        organisation = current_principal().organisation
+
         async def messages() -> AsyncIterator[StreamConfig | FrameInput]:
             async for message in request_iterator:
-                yield stream_message(message)
+                item = stream_message(message)
+                if isinstance(item, StreamConfig):
+                    item = replace(item, target=replace(item.target, organisation=organisation))
+                yield item
 
         async for outcome in self._streams.stream(messages()):
             yield outcome_to_proto(outcome)

@@ -23,12 +23,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from service._proto.sightline.v1 import common_pb2 as sightline_dot_v1_dot_common__pb2
+from service._proto.sightline.v1 import inference_pb2 as sightline_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsightline/v1/networks.proto\x12\x0csightline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sightline/v1/common.proto\"\xc3\x02\n\x12ImagePreprocessing\x12\x35\n\x0f\x64imension_order\x18\x01 \x01(\x0e\x32\x1c.sightline.v1.DimensionOrder\x12-\n\x0bresize_type\x18\x02 \x01(\x0e\x32\x18.sightline.v1.ResizeType\x12\x13\n\x0btarget_size\x18\x03 \x01(\t\x12\x33\n\x0e\x63olor_channels\x18\x04 \x01(\x0e\x32\x1b.sightline.v1.ColorChannels\x12\x1a\n\rpixel_scaling\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tmean_file\x18\x06 \x01(\tH\x01\x88\x01\x01\x12)\n\tdata_type\x18\x07 \x01(\x0e\x32\x16.sightline.v1.DataTypeB\x10\n\x0e_pixel_scalingB\x0c\n\n_mean_file\"D\n\rConstantInput\x12\r\n\x05shape\x18\x01 \x03(\x05\x12$\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x16.google.protobuf.Value\"\x95\x01\n\x12InputPreprocessing\x12\x13\n\x0btensor_name\x18\x01 \x01(\t\x12\x31\n\x05image\x18\x02 \x01(\x0b\x32 .sightline.v1.ImagePreprocessingH\x00\x12/\n\x08\x63onstant\x18\x03 \x01(\x0b\x32\x1b.sightline.v1.ConstantInputH\x00\x42\x06\n\x04kind\"q\n\rPreprocessing\x12\x30\n\x06inputs\x18\x01 \x03(\x0b\x32 .sightline.v1.InputPreprocessing\x12\x1b\n\x0e\x62\x61tched_output\x18\x02 \x01(\x08H\x00\x88\x01\x01\x42\x11\n\x0f_batched_output\"\xb2\x02\n\x07Network\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tframework\x18\x05 \x01(\t\x12\x32\n\rpreprocessing\x18\x06 \x01(\x0b\x32\x1b.sightline.v1.Preprocessing\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_date\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_date\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0e\n\x0c_description\"\'\n\x11GetNetworkRequest\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\"M\n\x14ListNetworksResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.sightline.v1.Network*Y\n\x0e\x44imensionOrder\x12\x1f\n\x1b\x44IMENSION_ORDER_UNSPECIFIED\x10\x00\x12\x08\n\x04NCHW\x10\x01\x12\x08\n\x04NCWH\x10\x02\x12\x08\n\x04NHWC\x10\x03\x12\x08\n\x04NWHC\x10\x04*V\n\nResizeType\x12\x1b\n\x17RESIZE_TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06SQUASH\x10\x01\x12\x08\n\x04\x43ROP\x10\x02\x12\x08\n\x04\x46ILL\x10\x03\x12\x0b\n\x07NETWORK\x10\x04*V\n\rColorChannels\x12\x1e\n\x1a\x43OLOR_CHANNELS_UNSPECIFIED\x10\x00\x12\x07\n\x03RGB\x10\x01\x12\x07\n\x03\x42GR\x10\x02\x12\x05\n\x01L\x10\x03\x12\x08\n\x04GRAY\x10\x03\x1a\x02\x10\x01*=\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\t\n\x05UINT8\x10\x02\x32\xa5\x01\n\x0eNetworkService\x12M\n\x0cListNetworks\x12\x19.sightline.v1.ListRequest\x1a\".sightline.v1.ListNetworksResponse\x12\x44\n\nGetNetwork\x12\x1f.sightline.v1.GetNetworkRequest\x1a\x15.sightline.v1.Networkb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsightline/v1/networks.proto\x12\x0csightline.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sightline/v1/common.proto\x1a\x1csightline/v1/inference.proto\"\xc3\x02\n\x12ImagePreprocessing\x12\x35\n\x0f\x64imension_order\x18\x01 \x01(\x0e\x32\x1c.sightline.v1.DimensionOrder\x12-\n\x0bresize_type\x18\x02 \x01(\x0e\x32\x18.sightline.v1.ResizeType\x12\x13\n\x0btarget_size\x18\x03 \x01(\t\x12\x33\n\x0e\x63olor_channels\x18\x04 \x01(\x0e\x32\x1b.sightline.v1.ColorChannels\x12\x1a\n\rpixel_scaling\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x16\n\tmean_file\x18\x06 \x01(\tH\x01\x88\x01\x01\x12)\n\tdata_type\x18\x07 \x01(\x0e\x32\x16.sightline.v1.DataTypeB\x10\n\x0e_pixel_scalingB\x0c\n\n_mean_file\"D\n\rConstantInput\x12\r\n\x05shape\x18\x01 \x03(\x05\x12$\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x16.google.protobuf.Value\"\x95\x01\n\x12InputPreprocessing\x12\x13\n\x0btensor_name\x18\x01 \x01(\t\x12\x31\n\x05image\x18\x02 \x01(\x0b\x32 .sightline.v1.ImagePreprocessingH\x00\x12/\n\x08\x63onstant\x18\x03 \x01(\x0b\x32\x1b.sightline.v1.ConstantInputH\x00\x42\x06\n\x04kind\"q\n\rPreprocessing\x12\x30\n\x06inputs\x18\x01 \x03(\x0b\x32 .sightline.v1.InputPreprocessing\x12\x1b\n\x0e\x62\x61tched_output\x18\x02 \x01(\x08H\x00\x88\x01\x01\x42\x11\n\x0f_batched_output\"\xb2\x02\n\x07Network\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tframework\x18\x05 \x01(\t\x12\x32\n\rpreprocessing\x18\x06 \x01(\x0b\x32\x1b.sightline.v1.Preprocessing\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_date\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_date\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0e\n\x0c_description\"\'\n\x11GetNetworkRequest\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\"M\n\x14ListNetworksResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.sightline.v1.Network\"9\n\x0bNetworkFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"a\n\rNetworkUpload\x12&\n\x07network\x18\x01 \x01(\x0b\x32\x15.sightline.v1.Network\x12(\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x19.sightline.v1.NetworkFile\",\n\tFileChunk\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"w\n\x14\x43reateNetworkRequest\x12-\n\x06upload\x18\x01 \x01(\x0b\x32\x1b.sightline.v1.NetworkUploadH\x00\x12(\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x17.sightline.v1.FileChunkH\x00\x42\x06\n\x04kind\"o\n\x14UpdateNetworkRequest\x12&\n\x07network\x18\x01 \x01(\x0b\x32\x15.sightline.v1.Network\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"*\n\x14\x44\x65leteNetworkRequest\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteNetworkResponse\"f\n\x13InferNetworkRequest\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\x12#\n\x06inputs\x18\x02 \x03(\x0b\x32\x13.sightline.v1.Input\x12\x16\n\x0eoutput_tensors\x18\x03 \x03(\t\"=\n\x14InferNetworkResponse\x12%\n\x07tensors\x18\x01 \x03(\x0b\x32\x14.sightline.v1.Tensor*Y\n\x0e\x44imensionOrder\x12\x1f\n\x1b\x44IMENSION_ORDER_UNSPECIFIED\x10\x00\x12\x08\n\x04NCHW\x10\x01\x12\x08\n\x04NCWH\x10\x02\x12\x08\n\x04NHWC\x10\x03\x12\x08\n\x04NWHC\x10\x04*V\n\nResizeType\x12\x1b\n\x17RESIZE_TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06SQUASH\x10\x01\x12\x08\n\x04\x43ROP\x10\x02\x12\x08\n\x04\x46ILL\x10\x03\x12\x0b\n\x07NETWORK\x10\x04*V\n\rColorChannels\x12\x1e\n\x1a\x43OLOR_CHANNELS_UNSPECIFIED\x10\x00\x12\x07\n\x03RGB\x10\x01\x12\x07\n\x03\x42GR\x10\x02\x12\x05\n\x01L\x10\x03\x12\x08\n\x04GRAY\x10\x03\x1a\x02\x10\x01*=\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\t\n\x05UINT8\x10\x02\x32\xf0\x03\n\x0eNetworkService\x12M\n\x0cListNetworks\x12\x19.sightline.v1.ListRequest\x1a\".sightline.v1.ListNetworksResponse\x12\x44\n\nGetNetwork\x12\x1f.sightline.v1.GetNetworkRequest\x1a\x15.sightline.v1.Network\x12L\n\rCreateNetwork\x12\".sightline.v1.CreateNetworkRequest\x1a\x15.sightline.v1.Network(\x01\x12J\n\rUpdateNetwork\x12\".sightline.v1.UpdateNetworkRequest\x1a\x15.sightline.v1.Network\x12X\n\rDeleteNetwork\x12\".sightline.v1.DeleteNetworkRequest\x1a#.sightline.v1.DeleteNetworkResponse\x12U\n\x0cInferNetwork\x12!.sightline.v1.InferNetworkRequest\x1a\".sightline.v1.InferNetworkResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,28 +39,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COLORCHANNELS']._loaded_options = None
   _globals['_COLORCHANNELS']._serialized_options = b'\020\001'
-  _globals['_DIMENSIONORDER']._serialized_start=1227
-  _globals['_DIMENSIONORDER']._serialized_end=1316
-  _globals['_RESIZETYPE']._serialized_start=1318
-  _globals['_RESIZETYPE']._serialized_end=1404
-  _globals['_COLORCHANNELS']._serialized_start=1406
-  _globals['_COLORCHANNELS']._serialized_end=1492
-  _globals['_DATATYPE']._serialized_start=1494
-  _globals['_DATATYPE']._serialized_end=1555
-  _globals['_IMAGEPREPROCESSING']._serialized_start=136
-  _globals['_IMAGEPREPROCESSING']._serialized_end=459
-  _globals['_CONSTANTINPUT']._serialized_start=461
-  _globals['_CONSTANTINPUT']._serialized_end=529
-  _globals['_INPUTPREPROCESSING']._serialized_start=532
-  _globals['_INPUTPREPROCESSING']._serialized_end=681
-  _globals['_PREPROCESSING']._serialized_start=683
-  _globals['_PREPROCESSING']._serialized_end=796
-  _globals['_NETWORK']._serialized_start=799
-  _globals['_NETWORK']._serialized_end=1105
-  _globals['_GETNETWORKREQUEST']._serialized_start=1107
-  _globals['_GETNETWORKREQUEST']._serialized_end=1146
-  _globals['_LISTNETWORKSRESPONSE']._serialized_start=1148
-  _globals['_LISTNETWORKSRESPONSE']._serialized_end=1225
-  _globals['_NETWORKSERVICE']._serialized_start=1558
-  _globals['_NETWORKSERVICE']._serialized_end=1723
+  _globals['_DIMENSIONORDER']._serialized_start=1965
+  _globals['_DIMENSIONORDER']._serialized_end=2054
+  _globals['_RESIZETYPE']._serialized_start=2056
+  _globals['_RESIZETYPE']._serialized_end=2142
+  _globals['_COLORCHANNELS']._serialized_start=2144
+  _globals['_COLORCHANNELS']._serialized_end=2230
+  _globals['_DATATYPE']._serialized_start=2232
+  _globals['_DATATYPE']._serialized_end=2293
+  _globals['_IMAGEPREPROCESSING']._serialized_start=200
+  _globals['_IMAGEPREPROCESSING']._serialized_end=523
+  _globals['_CONSTANTINPUT']._serialized_start=525
+  _globals['_CONSTANTINPUT']._serialized_end=593
+  _globals['_INPUTPREPROCESSING']._serialized_start=596
+  _globals['_INPUTPREPROCESSING']._serialized_end=745
+  _globals['_PREPROCESSING']._serialized_start=747
+  _globals['_PREPROCESSING']._serialized_end=860
+  _globals['_NETWORK']._serialized_start=863
+  _globals['_NETWORK']._serialized_end=1169
+  _globals['_GETNETWORKREQUEST']._serialized_start=1171
+  _globals['_GETNETWORKREQUEST']._serialized_end=1210
+  _globals['_LISTNETWORKSRESPONSE']._serialized_start=1212
+  _globals['_LISTNETWORKSRESPONSE']._serialized_end=1289
+  _globals['_NETWORKFILE']._serialized_start=1291
+  _globals['_NETWORKFILE']._serialized_end=1348
+  _globals['_NETWORKUPLOAD']._serialized_start=1350
+  _globals['_NETWORKUPLOAD']._serialized_end=1447
+  _globals['_FILECHUNK']._serialized_start=1449
+  _globals['_FILECHUNK']._serialized_end=1493
+  _globals['_CREATENETWORKREQUEST']._serialized_start=1495
+  _globals['_CREATENETWORKREQUEST']._serialized_end=1614
+  _globals['_UPDATENETWORKREQUEST']._serialized_start=1616
+  _globals['_UPDATENETWORKREQUEST']._serialized_end=1727
+  _globals['_DELETENETWORKREQUEST']._serialized_start=1729
+  _globals['_DELETENETWORKREQUEST']._serialized_end=1771
+  _globals['_DELETENETWORKRESPONSE']._serialized_start=1773
+  _globals['_DELETENETWORKRESPONSE']._serialized_end=1796
+  _globals['_INFERNETWORKREQUEST']._serialized_start=1798
+  _globals['_INFERNETWORKREQUEST']._serialized_end=1900
+  _globals['_INFERNETWORKRESPONSE']._serialized_start=1902
+  _globals['_INFERNETWORKRESPONSE']._serialized_end=1963
+  _globals['_NETWORKSERVICE']._serialized_start=2296
+  _globals['_NETWORKSERVICE']._serialized_end=2792
 # @@protoc_insertion_point(module_scope)

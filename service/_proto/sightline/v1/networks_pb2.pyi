@@ -1,9 +1,11 @@
 # Generated from protos/ by scripts/gen_protos.py. Do not edit.
 import datetime
 
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from service._proto.sightline.v1 import common_pb2 as _common_pb2
+from service._proto.sightline.v1 import inference_pb2 as _inference_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -140,3 +142,71 @@ class ListNetworksResponse(_message.Message):
     count: int
     results: _containers.RepeatedCompositeFieldContainer[Network]
     def __init__(self, count: _Optional[int] = ..., results: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
+
+class NetworkFile(_message.Message):
+    __slots__ = ("name", "size", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class NetworkUpload(_message.Message):
+    __slots__ = ("network", "files")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    network: Network
+    files: _containers.RepeatedCompositeFieldContainer[NetworkFile]
+    def __init__(self, network: _Optional[_Union[Network, _Mapping]] = ..., files: _Optional[_Iterable[_Union[NetworkFile, _Mapping]]] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("file_name", "data")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    data: bytes
+    def __init__(self, file_name: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("upload", "chunk")
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    upload: NetworkUpload
+    chunk: FileChunk
+    def __init__(self, upload: _Optional[_Union[NetworkUpload, _Mapping]] = ..., chunk: _Optional[_Union[FileChunk, _Mapping]] = ...) -> None: ...
+
+class UpdateNetworkRequest(_message.Message):
+    __slots__ = ("network", "update_mask")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    network: Network
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, network: _Optional[_Union[Network, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteNetworkRequest(_message.Message):
+    __slots__ = ("network_id",)
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    def __init__(self, network_id: _Optional[str] = ...) -> None: ...
+
+class DeleteNetworkResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InferNetworkRequest(_message.Message):
+    __slots__ = ("network_id", "inputs", "output_tensors")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    inputs: _containers.RepeatedCompositeFieldContainer[_inference_pb2.Input]
+    output_tensors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network_id: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_inference_pb2.Input, _Mapping]]] = ..., output_tensors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InferNetworkResponse(_message.Message):
+    __slots__ = ("tensors",)
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    tensors: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tensor]
+    def __init__(self, tensors: _Optional[_Iterable[_Union[_common_pb2.Tensor, _Mapping]]] = ...) -> None: ...

@@ -47,6 +47,26 @@ class NetworkServiceStub:
                 request_serializer=sightline_dot_v1_dot_networks__pb2.GetNetworkRequest.SerializeToString,
                 response_deserializer=sightline_dot_v1_dot_networks__pb2.Network.FromString,
                 _registered_method=True)
+        self.CreateNetwork = channel.stream_unary(
+                '/sightline.v1.NetworkService/CreateNetwork',
+                request_serializer=sightline_dot_v1_dot_networks__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_networks__pb2.Network.FromString,
+                _registered_method=True)
+        self.UpdateNetwork = channel.unary_unary(
+                '/sightline.v1.NetworkService/UpdateNetwork',
+                request_serializer=sightline_dot_v1_dot_networks__pb2.UpdateNetworkRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_networks__pb2.Network.FromString,
+                _registered_method=True)
+        self.DeleteNetwork = channel.unary_unary(
+                '/sightline.v1.NetworkService/DeleteNetwork',
+                request_serializer=sightline_dot_v1_dot_networks__pb2.DeleteNetworkRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_networks__pb2.DeleteNetworkResponse.FromString,
+                _registered_method=True)
+        self.InferNetwork = channel.unary_unary(
+                '/sightline.v1.NetworkService/InferNetwork',
+                request_serializer=sightline_dot_v1_dot_networks__pb2.InferNetworkRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_networks__pb2.InferNetworkResponse.FromString,
+                _registered_method=True)
 
 
 class NetworkServiceServicer:
@@ -66,6 +86,37 @@ class NetworkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNetwork(self, request_iterator, context):
+        """Uploads a network: first an `upload` message (the network and the files it comes with), then the files'
+        bytes in `chunk` messages, in any order and size (each below the server's message limit). Answers once the
+        files are received and checked; the model then loads in the background, tracked by the network's `task_id`
+        (TaskService): `success`, or `error` with the reason, in which case the network is removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNetwork(self, request, context):
+        """Changes name, description or metadata (the only mutable fields).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNetwork(self, request, context):
+        """Deletes a network and its versions, and unloads it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InferNetwork(self, request, context):
+        """Runs a network raw on one image (its preprocessing applied): output tensors by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +129,26 @@ def add_NetworkServiceServicer_to_server(servicer, server):
                     servicer.GetNetwork,
                     request_deserializer=sightline_dot_v1_dot_networks__pb2.GetNetworkRequest.FromString,
                     response_serializer=sightline_dot_v1_dot_networks__pb2.Network.SerializeToString,
+            ),
+            'CreateNetwork': grpc.stream_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=sightline_dot_v1_dot_networks__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_networks__pb2.Network.SerializeToString,
+            ),
+            'UpdateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNetwork,
+                    request_deserializer=sightline_dot_v1_dot_networks__pb2.UpdateNetworkRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_networks__pb2.Network.SerializeToString,
+            ),
+            'DeleteNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNetwork,
+                    request_deserializer=sightline_dot_v1_dot_networks__pb2.DeleteNetworkRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_networks__pb2.DeleteNetworkResponse.SerializeToString,
+            ),
+            'InferNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.InferNetwork,
+                    request_deserializer=sightline_dot_v1_dot_networks__pb2.InferNetworkRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_networks__pb2.InferNetworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +206,114 @@ class NetworkService:
             '/sightline.v1.NetworkService/GetNetwork',
             sightline_dot_v1_dot_networks__pb2.GetNetworkRequest.SerializeToString,
             sightline_dot_v1_dot_networks__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/sightline.v1.NetworkService/CreateNetwork',
+            sightline_dot_v1_dot_networks__pb2.CreateNetworkRequest.SerializeToString,
+            sightline_dot_v1_dot_networks__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.NetworkService/UpdateNetwork',
+            sightline_dot_v1_dot_networks__pb2.UpdateNetworkRequest.SerializeToString,
+            sightline_dot_v1_dot_networks__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.NetworkService/DeleteNetwork',
+            sightline_dot_v1_dot_networks__pb2.DeleteNetworkRequest.SerializeToString,
+            sightline_dot_v1_dot_networks__pb2.DeleteNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InferNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.NetworkService/InferNetwork',
+            sightline_dot_v1_dot_networks__pb2.InferNetworkRequest.SerializeToString,
+            sightline_dot_v1_dot_networks__pb2.InferNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

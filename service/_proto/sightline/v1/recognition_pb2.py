@@ -23,6 +23,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from service._proto.sightline.v1 import common_pb2 as sightline_dot_v1_dot_common__pb2
@@ -30,51 +31,65 @@ from service._proto.sightline.v1 import inference_pb2 as sightline_dot_v1_dot_in
 from service._proto.sightline.v1 import streams_pb2 as sightline_dot_v1_dot_streams__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esightline/v1/recognition.proto\x12\x0csightline.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sightline/v1/common.proto\x1a\x1csightline/v1/inference.proto\x1a\x1asightline/v1/streams.proto\"}\n\x0cLabelsOutput\x12#\n\x06labels\x18\x01 \x03(\x0b\x32\x13.sightline.v1.Label\x12\x16\n\texclusive\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\"\n\x03roi\x18\x03 \x01(\x0e\x32\x15.sightline.v1.RoiTypeB\x0c\n\n_exclusive\"A\n\x13SpecificationOutput\x12*\n\x06labels\x18\x01 \x01(\x0b\x32\x1a.sightline.v1.LabelsOutput\"\x9b\x02\n\rSpecification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_date\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12\x63urrent_version_id\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x32\n\x07outputs\x18\x07 \x03(\x0b\x32!.sightline.v1.SpecificationOutputB\x0e\n\x0c_descriptionB\x15\n\x13_current_version_id\"W\n\x0e\x41nchoredOutput\x12\x16\n\x0e\x61nchors_tensor\x18\x01 \x01(\t\x12\x15\n\rscores_tensor\x18\x02 \x01(\t\x12\x16\n\x0eoffsets_tensor\x18\x03 \x01(\t\"S\n\x0c\x44irectOutput\x12\x14\n\x0c\x62oxes_tensor\x18\x01 \x01(\t\x12\x15\n\rscores_tensor\x18\x02 \x01(\t\x12\x16\n\x0e\x63lasses_tensor\x18\x03 \x01(\t\"4\n\nYoloOutput\x12\x15\n\routput_tensor\x18\x01 \x01(\t\x12\x0f\n\x07\x61nchors\x18\x02 \x03(\x02\"%\n\x0cYolov5Output\x12\x15\n\routput_tensor\x18\x01 \x01(\t\"%\n\x0cYolov8Output\x12\x15\n\routput_tensor\x18\x01 \x01(\t\"I\n\x1c\x43lassificationPostProcessing\x12\x15\n\routput_tensor\x18\x01 \x01(\t\x12\x12\n\nthresholds\x18\x02 \x03(\x02\"\xac\x04\n\x17\x44\x65tectionPostProcessing\x12\x37\n\x0f\x61nchored_output\x18\x01 \x01(\x0b\x32\x1c.sightline.v1.AnchoredOutputH\x00\x12\x33\n\rdirect_output\x18\x02 \x01(\x0b\x32\x1a.sightline.v1.DirectOutputH\x00\x12/\n\x0byolo_output\x18\x03 \x01(\x0b\x32\x18.sightline.v1.YoloOutputH\x00\x12\x33\n\ryolov5_output\x18\x04 \x01(\x0b\x32\x1a.sightline.v1.Yolov5OutputH\x00\x12\x33\n\ryolov8_output\x18\x05 \x01(\x0b\x32\x1a.sightline.v1.Yolov8OutputH\x00\x12\x12\n\nthresholds\x18\x06 \x03(\x02\x12\x1a\n\rnms_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x1e\n\x11\x64iscard_threshold\x18\x08 \x01(\x02H\x02\x88\x01\x01\x12!\n\x14normalize_wrt_tensor\x18\t \x01(\tH\x03\x88\x01\x01\x12)\n\x1c\x63lass_agnostic_nms_threshold\x18\n \x01(\x02H\x04\x88\x01\x01\x42\x08\n\x06outputB\x10\n\x0e_nms_thresholdB\x14\n\x12_discard_thresholdB\x17\n\x15_normalize_wrt_tensorB\x1f\n\x1d_class_agnostic_nms_threshold\"\x9a\x01\n\x0ePostProcessing\x12\x44\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32*.sightline.v1.ClassificationPostProcessingH\x00\x12:\n\tdetection\x18\x02 \x01(\x0b\x32%.sightline.v1.DetectionPostProcessingH\x00\x42\x06\n\x04kind\"\xcc\x01\n\x07Version\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07spec_id\x18\x02 \x01(\t\x12\x12\n\nnetwork_id\x18\x03 \x01(\t\x12\x36\n\x10post_processings\x18\x04 \x03(\x0b\x32\x1c.sightline.v1.PostProcessing\x12\x11\n\tspec_name\x18\x05 \x01(\t\x12\x14\n\x0cnetwork_name\x18\x06 \x01(\t\x12/\n\x0bupdate_date\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x17GetSpecificationRequest\x12\x0f\n\x07spec_id\x18\x01 \x01(\t\"Y\n\x1aListSpecificationsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12,\n\x07results\x18\x02 \x03(\x0b\x32\x1b.sightline.v1.Specification\"E\n\x13ListVersionsRequest\x12\x0f\n\x07spec_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\"M\n\x14ListVersionsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.sightline.v1.Version\"\'\n\x11GetVersionRequest\x12\x12\n\nversion_id\x18\x01 \x01(\t\" \n\rInferResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t*7\n\x07RoiType\x12\x18\n\x14ROI_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04NONE\x10\x01\x12\x08\n\x04\x42\x42OX\x10\x02\x32\xdc\x04\n\x12RecognitionService\x12Y\n\x12ListSpecifications\x12\x19.sightline.v1.ListRequest\x1a(.sightline.v1.ListSpecificationsResponse\x12V\n\x10GetSpecification\x12%.sightline.v1.GetSpecificationRequest\x1a\x1b.sightline.v1.Specification\x12U\n\x0cListVersions\x12!.sightline.v1.ListVersionsRequest\x1a\".sightline.v1.ListVersionsResponse\x12\x44\n\nGetVersion\x12\x1f.sightline.v1.GetVersionRequest\x1a\x15.sightline.v1.Version\x12L\n\tRecognize\x12\x1e.sightline.v1.RecognizeRequest\x1a\x1f.sightline.v1.RecognitionResult\x12\x44\n\x05Infer\x12\x1e.sightline.v1.RecognizeRequest\x1a\x1b.sightline.v1.InferResponse\x12\x62\n\x0fStreamRecognize\x12$.sightline.v1.StreamRecognizeRequest\x1a%.sightline.v1.StreamRecognizeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esightline/v1/recognition.proto\x12\x0csightline.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sightline/v1/common.proto\x1a\x1csightline/v1/inference.proto\x1a\x1asightline/v1/streams.proto\"}\n\x0cLabelsOutput\x12#\n\x06labels\x18\x01 \x03(\x0b\x32\x13.sightline.v1.Label\x12\x16\n\texclusive\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\"\n\x03roi\x18\x03 \x01(\x0e\x32\x15.sightline.v1.RoiTypeB\x0c\n\n_exclusive\"A\n\x13SpecificationOutput\x12*\n\x06labels\x18\x01 \x01(\x0b\x32\x1a.sightline.v1.LabelsOutput\"\x9b\x02\n\rSpecification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x00\x88\x01\x01\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_date\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12\x63urrent_version_id\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x32\n\x07outputs\x18\x07 \x03(\x0b\x32!.sightline.v1.SpecificationOutputB\x0e\n\x0c_descriptionB\x15\n\x13_current_version_id\"W\n\x0e\x41nchoredOutput\x12\x16\n\x0e\x61nchors_tensor\x18\x01 \x01(\t\x12\x15\n\rscores_tensor\x18\x02 \x01(\t\x12\x16\n\x0eoffsets_tensor\x18\x03 \x01(\t\"S\n\x0c\x44irectOutput\x12\x14\n\x0c\x62oxes_tensor\x18\x01 \x01(\t\x12\x15\n\rscores_tensor\x18\x02 \x01(\t\x12\x16\n\x0e\x63lasses_tensor\x18\x03 \x01(\t\"4\n\nYoloOutput\x12\x15\n\routput_tensor\x18\x01 \x01(\t\x12\x0f\n\x07\x61nchors\x18\x02 \x03(\x02\"%\n\x0cYolov5Output\x12\x15\n\routput_tensor\x18\x01 \x01(\t\"%\n\x0cYolov8Output\x12\x15\n\routput_tensor\x18\x01 \x01(\t\"I\n\x1c\x43lassificationPostProcessing\x12\x15\n\routput_tensor\x18\x01 \x01(\t\x12\x12\n\nthresholds\x18\x02 \x03(\x02\"\xac\x04\n\x17\x44\x65tectionPostProcessing\x12\x37\n\x0f\x61nchored_output\x18\x01 \x01(\x0b\x32\x1c.sightline.v1.AnchoredOutputH\x00\x12\x33\n\rdirect_output\x18\x02 \x01(\x0b\x32\x1a.sightline.v1.DirectOutputH\x00\x12/\n\x0byolo_output\x18\x03 \x01(\x0b\x32\x18.sightline.v1.YoloOutputH\x00\x12\x33\n\ryolov5_output\x18\x04 \x01(\x0b\x32\x1a.sightline.v1.Yolov5OutputH\x00\x12\x33\n\ryolov8_output\x18\x05 \x01(\x0b\x32\x1a.sightline.v1.Yolov8OutputH\x00\x12\x12\n\nthresholds\x18\x06 \x03(\x02\x12\x1a\n\rnms_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x1e\n\x11\x64iscard_threshold\x18\x08 \x01(\x02H\x02\x88\x01\x01\x12!\n\x14normalize_wrt_tensor\x18\t \x01(\tH\x03\x88\x01\x01\x12)\n\x1c\x63lass_agnostic_nms_threshold\x18\n \x01(\x02H\x04\x88\x01\x01\x42\x08\n\x06outputB\x10\n\x0e_nms_thresholdB\x14\n\x12_discard_thresholdB\x17\n\x15_normalize_wrt_tensorB\x1f\n\x1d_class_agnostic_nms_threshold\"\x9a\x01\n\x0ePostProcessing\x12\x44\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32*.sightline.v1.ClassificationPostProcessingH\x00\x12:\n\tdetection\x18\x02 \x01(\x0b\x32%.sightline.v1.DetectionPostProcessingH\x00\x42\x06\n\x04kind\"\xcc\x01\n\x07Version\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07spec_id\x18\x02 \x01(\t\x12\x12\n\nnetwork_id\x18\x03 \x01(\t\x12\x36\n\x10post_processings\x18\x04 \x03(\x0b\x32\x1c.sightline.v1.PostProcessing\x12\x11\n\tspec_name\x18\x05 \x01(\t\x12\x14\n\x0cnetwork_name\x18\x06 \x01(\t\x12/\n\x0bupdate_date\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x17GetSpecificationRequest\x12\x0f\n\x07spec_id\x18\x01 \x01(\t\"Y\n\x1aListSpecificationsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12,\n\x07results\x18\x02 \x03(\x0b\x32\x1b.sightline.v1.Specification\"E\n\x13ListVersionsRequest\x12\x0f\n\x07spec_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\"M\n\x14ListVersionsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.sightline.v1.Version\"\'\n\x11GetVersionRequest\x12\x12\n\nversion_id\x18\x01 \x01(\t\" \n\rInferResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"P\n\x1a\x43reateSpecificationRequest\x12\x32\n\rspecification\x18\x01 \x01(\x0b\x32\x1b.sightline.v1.Specification\"\x81\x01\n\x1aUpdateSpecificationRequest\x12\x32\n\rspecification\x18\x01 \x01(\x0b\x32\x1b.sightline.v1.Specification\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"-\n\x1a\x44\x65leteSpecificationRequest\x12\x0f\n\x07spec_id\x18\x01 \x01(\t\"\x1d\n\x1b\x44\x65leteSpecificationResponse\">\n\x14\x43reateVersionRequest\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.sightline.v1.Version\"*\n\x14\x44\x65leteVersionRequest\x12\x12\n\nversion_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteVersionResponse*7\n\x07RoiType\x12\x18\n\x14ROI_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04NONE\x10\x01\x12\x08\n\x04\x42\x42OX\x10\x02\x32\xaa\x08\n\x12RecognitionService\x12Y\n\x12ListSpecifications\x12\x19.sightline.v1.ListRequest\x1a(.sightline.v1.ListSpecificationsResponse\x12V\n\x10GetSpecification\x12%.sightline.v1.GetSpecificationRequest\x1a\x1b.sightline.v1.Specification\x12\\\n\x13\x43reateSpecification\x12(.sightline.v1.CreateSpecificationRequest\x1a\x1b.sightline.v1.Specification\x12\\\n\x13UpdateSpecification\x12(.sightline.v1.UpdateSpecificationRequest\x1a\x1b.sightline.v1.Specification\x12j\n\x13\x44\x65leteSpecification\x12(.sightline.v1.DeleteSpecificationRequest\x1a).sightline.v1.DeleteSpecificationResponse\x12U\n\x0cListVersions\x12!.sightline.v1.ListVersionsRequest\x1a\".sightline.v1.ListVersionsResponse\x12\x44\n\nGetVersion\x12\x1f.sightline.v1.GetVersionRequest\x1a\x15.sightline.v1.Version\x12J\n\rCreateVersion\x12\".sightline.v1.CreateVersionRequest\x1a\x15.sightline.v1.Version\x12X\n\rDeleteVersion\x12\".sightline.v1.DeleteVersionRequest\x1a#.sightline.v1.DeleteVersionResponse\x12L\n\tRecognize\x12\x1e.sightline.v1.RecognizeRequest\x1a\x1f.sightline.v1.RecognitionResult\x12\x44\n\x05Infer\x12\x1e.sightline.v1.RecognizeRequest\x1a\x1b.sightline.v1.InferResponse\x12\x62\n\x0fStreamRecognize\x12$.sightline.v1.StreamRecognizeRequest\x1a%.sightline.v1.StreamRecognizeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'service._proto.sightline.v1.recognition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROITYPE']._serialized_start=2340
-  _globals['_ROITYPE']._serialized_end=2395
-  _globals['_LABELSOUTPUT']._serialized_start=196
-  _globals['_LABELSOUTPUT']._serialized_end=321
-  _globals['_SPECIFICATIONOUTPUT']._serialized_start=323
-  _globals['_SPECIFICATIONOUTPUT']._serialized_end=388
-  _globals['_SPECIFICATION']._serialized_start=391
-  _globals['_SPECIFICATION']._serialized_end=674
-  _globals['_ANCHOREDOUTPUT']._serialized_start=676
-  _globals['_ANCHOREDOUTPUT']._serialized_end=763
-  _globals['_DIRECTOUTPUT']._serialized_start=765
-  _globals['_DIRECTOUTPUT']._serialized_end=848
-  _globals['_YOLOOUTPUT']._serialized_start=850
-  _globals['_YOLOOUTPUT']._serialized_end=902
-  _globals['_YOLOV5OUTPUT']._serialized_start=904
-  _globals['_YOLOV5OUTPUT']._serialized_end=941
-  _globals['_YOLOV8OUTPUT']._serialized_start=943
-  _globals['_YOLOV8OUTPUT']._serialized_end=980
-  _globals['_CLASSIFICATIONPOSTPROCESSING']._serialized_start=982
-  _globals['_CLASSIFICATIONPOSTPROCESSING']._serialized_end=1055
-  _globals['_DETECTIONPOSTPROCESSING']._serialized_start=1058
-  _globals['_DETECTIONPOSTPROCESSING']._serialized_end=1614
-  _globals['_POSTPROCESSING']._serialized_start=1617
-  _globals['_POSTPROCESSING']._serialized_end=1771
-  _globals['_VERSION']._serialized_start=1774
-  _globals['_VERSION']._serialized_end=1978
-  _globals['_GETSPECIFICATIONREQUEST']._serialized_start=1980
-  _globals['_GETSPECIFICATIONREQUEST']._serialized_end=2022
-  _globals['_LISTSPECIFICATIONSRESPONSE']._serialized_start=2024
-  _globals['_LISTSPECIFICATIONSRESPONSE']._serialized_end=2113
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=2115
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=2184
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=2186
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=2263
-  _globals['_GETVERSIONREQUEST']._serialized_start=2265
-  _globals['_GETVERSIONREQUEST']._serialized_end=2304
-  _globals['_INFERRESPONSE']._serialized_start=2306
-  _globals['_INFERRESPONSE']._serialized_end=2338
-  _globals['_RECOGNITIONSERVICE']._serialized_start=2398
-  _globals['_RECOGNITIONSERVICE']._serialized_end=3002
+  _globals['_ROITYPE']._serialized_start=2799
+  _globals['_ROITYPE']._serialized_end=2854
+  _globals['_LABELSOUTPUT']._serialized_start=230
+  _globals['_LABELSOUTPUT']._serialized_end=355
+  _globals['_SPECIFICATIONOUTPUT']._serialized_start=357
+  _globals['_SPECIFICATIONOUTPUT']._serialized_end=422
+  _globals['_SPECIFICATION']._serialized_start=425
+  _globals['_SPECIFICATION']._serialized_end=708
+  _globals['_ANCHOREDOUTPUT']._serialized_start=710
+  _globals['_ANCHOREDOUTPUT']._serialized_end=797
+  _globals['_DIRECTOUTPUT']._serialized_start=799
+  _globals['_DIRECTOUTPUT']._serialized_end=882
+  _globals['_YOLOOUTPUT']._serialized_start=884
+  _globals['_YOLOOUTPUT']._serialized_end=936
+  _globals['_YOLOV5OUTPUT']._serialized_start=938
+  _globals['_YOLOV5OUTPUT']._serialized_end=975
+  _globals['_YOLOV8OUTPUT']._serialized_start=977
+  _globals['_YOLOV8OUTPUT']._serialized_end=1014
+  _globals['_CLASSIFICATIONPOSTPROCESSING']._serialized_start=1016
+  _globals['_CLASSIFICATIONPOSTPROCESSING']._serialized_end=1089
+  _globals['_DETECTIONPOSTPROCESSING']._serialized_start=1092
+  _globals['_DETECTIONPOSTPROCESSING']._serialized_end=1648
+  _globals['_POSTPROCESSING']._serialized_start=1651
+  _globals['_POSTPROCESSING']._serialized_end=1805
+  _globals['_VERSION']._serialized_start=1808
+  _globals['_VERSION']._serialized_end=2012
+  _globals['_GETSPECIFICATIONREQUEST']._serialized_start=2014
+  _globals['_GETSPECIFICATIONREQUEST']._serialized_end=2056
+  _globals['_LISTSPECIFICATIONSRESPONSE']._serialized_start=2058
+  _globals['_LISTSPECIFICATIONSRESPONSE']._serialized_end=2147
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=2149
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=2218
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=2220
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=2297
+  _globals['_GETVERSIONREQUEST']._serialized_start=2299
+  _globals['_GETVERSIONREQUEST']._serialized_end=2338
+  _globals['_INFERRESPONSE']._serialized_start=2340
+  _globals['_INFERRESPONSE']._serialized_end=2372
+  _globals['_CREATESPECIFICATIONREQUEST']._serialized_start=2374
+  _globals['_CREATESPECIFICATIONREQUEST']._serialized_end=2454
+  _globals['_UPDATESPECIFICATIONREQUEST']._serialized_start=2457
+  _globals['_UPDATESPECIFICATIONREQUEST']._serialized_end=2586
+  _globals['_DELETESPECIFICATIONREQUEST']._serialized_start=2588
+  _globals['_DELETESPECIFICATIONREQUEST']._serialized_end=2633
+  _globals['_DELETESPECIFICATIONRESPONSE']._serialized_start=2635
+  _globals['_DELETESPECIFICATIONRESPONSE']._serialized_end=2664
+  _globals['_CREATEVERSIONREQUEST']._serialized_start=2666
+  _globals['_CREATEVERSIONREQUEST']._serialized_end=2728
+  _globals['_DELETEVERSIONREQUEST']._serialized_start=2730
+  _globals['_DELETEVERSIONREQUEST']._serialized_end=2772
+  _globals['_DELETEVERSIONRESPONSE']._serialized_start=2774
+  _globals['_DELETEVERSIONRESPONSE']._serialized_end=2797
+  _globals['_RECOGNITIONSERVICE']._serialized_start=2857
+  _globals['_RECOGNITIONSERVICE']._serialized_end=3923
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 # Generated from protos/ by scripts/gen_protos.py. Do not edit.
 import datetime
 
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from service._proto.sightline.v1 import common_pb2 as _common_pb2
@@ -199,3 +200,43 @@ class InferResponse(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class CreateSpecificationRequest(_message.Message):
+    __slots__ = ("specification",)
+    SPECIFICATION_FIELD_NUMBER: _ClassVar[int]
+    specification: Specification
+    def __init__(self, specification: _Optional[_Union[Specification, _Mapping]] = ...) -> None: ...
+
+class UpdateSpecificationRequest(_message.Message):
+    __slots__ = ("specification", "update_mask")
+    SPECIFICATION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    specification: Specification
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, specification: _Optional[_Union[Specification, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteSpecificationRequest(_message.Message):
+    __slots__ = ("spec_id",)
+    SPEC_ID_FIELD_NUMBER: _ClassVar[int]
+    spec_id: str
+    def __init__(self, spec_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSpecificationResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateVersionRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: Version
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
+
+class DeleteVersionRequest(_message.Message):
+    __slots__ = ("version_id",)
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    version_id: str
+    def __init__(self, version_id: _Optional[str] = ...) -> None: ...
+
+class DeleteVersionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

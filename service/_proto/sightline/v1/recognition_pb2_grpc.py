@@ -50,6 +50,21 @@ class RecognitionServiceStub:
                 request_serializer=sightline_dot_v1_dot_recognition__pb2.GetSpecificationRequest.SerializeToString,
                 response_deserializer=sightline_dot_v1_dot_recognition__pb2.Specification.FromString,
                 _registered_method=True)
+        self.CreateSpecification = channel.unary_unary(
+                '/sightline.v1.RecognitionService/CreateSpecification',
+                request_serializer=sightline_dot_v1_dot_recognition__pb2.CreateSpecificationRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_recognition__pb2.Specification.FromString,
+                _registered_method=True)
+        self.UpdateSpecification = channel.unary_unary(
+                '/sightline.v1.RecognitionService/UpdateSpecification',
+                request_serializer=sightline_dot_v1_dot_recognition__pb2.UpdateSpecificationRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_recognition__pb2.Specification.FromString,
+                _registered_method=True)
+        self.DeleteSpecification = channel.unary_unary(
+                '/sightline.v1.RecognitionService/DeleteSpecification',
+                request_serializer=sightline_dot_v1_dot_recognition__pb2.DeleteSpecificationRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_recognition__pb2.DeleteSpecificationResponse.FromString,
+                _registered_method=True)
         self.ListVersions = channel.unary_unary(
                 '/sightline.v1.RecognitionService/ListVersions',
                 request_serializer=sightline_dot_v1_dot_recognition__pb2.ListVersionsRequest.SerializeToString,
@@ -59,6 +74,16 @@ class RecognitionServiceStub:
                 '/sightline.v1.RecognitionService/GetVersion',
                 request_serializer=sightline_dot_v1_dot_recognition__pb2.GetVersionRequest.SerializeToString,
                 response_deserializer=sightline_dot_v1_dot_recognition__pb2.Version.FromString,
+                _registered_method=True)
+        self.CreateVersion = channel.unary_unary(
+                '/sightline.v1.RecognitionService/CreateVersion',
+                request_serializer=sightline_dot_v1_dot_recognition__pb2.CreateVersionRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_recognition__pb2.Version.FromString,
+                _registered_method=True)
+        self.DeleteVersion = channel.unary_unary(
+                '/sightline.v1.RecognitionService/DeleteVersion',
+                request_serializer=sightline_dot_v1_dot_recognition__pb2.DeleteVersionRequest.SerializeToString,
+                response_deserializer=sightline_dot_v1_dot_recognition__pb2.DeleteVersionResponse.FromString,
                 _registered_method=True)
         self.Recognize = channel.unary_unary(
                 '/sightline.v1.RecognitionService/Recognize',
@@ -95,6 +120,27 @@ class RecognitionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSpecification(self, request, context):
+        """Creates a specification of the caller's organisation (name, description, metadata, outputs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSpecification(self, request, context):
+        """Changes name, description, metadata or current_version_id (outputs are immutable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSpecification(self, request, context):
+        """Deletes a specification and its versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListVersions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -103,6 +149,21 @@ class RecognitionServiceServicer:
 
     def GetVersion(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVersion(self, request, context):
+        """Creates a version (immutable): a network and one post-processing per output of the specification. The first
+        version of a specification becomes its current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVersion(self, request, context):
+        """Deletes a version; if it was current, the newest remaining version (or none) becomes current.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -141,6 +202,21 @@ def add_RecognitionServiceServicer_to_server(servicer, server):
                     request_deserializer=sightline_dot_v1_dot_recognition__pb2.GetSpecificationRequest.FromString,
                     response_serializer=sightline_dot_v1_dot_recognition__pb2.Specification.SerializeToString,
             ),
+            'CreateSpecification': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSpecification,
+                    request_deserializer=sightline_dot_v1_dot_recognition__pb2.CreateSpecificationRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_recognition__pb2.Specification.SerializeToString,
+            ),
+            'UpdateSpecification': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSpecification,
+                    request_deserializer=sightline_dot_v1_dot_recognition__pb2.UpdateSpecificationRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_recognition__pb2.Specification.SerializeToString,
+            ),
+            'DeleteSpecification': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSpecification,
+                    request_deserializer=sightline_dot_v1_dot_recognition__pb2.DeleteSpecificationRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_recognition__pb2.DeleteSpecificationResponse.SerializeToString,
+            ),
             'ListVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListVersions,
                     request_deserializer=sightline_dot_v1_dot_recognition__pb2.ListVersionsRequest.FromString,
@@ -150,6 +226,16 @@ def add_RecognitionServiceServicer_to_server(servicer, server):
                     servicer.GetVersion,
                     request_deserializer=sightline_dot_v1_dot_recognition__pb2.GetVersionRequest.FromString,
                     response_serializer=sightline_dot_v1_dot_recognition__pb2.Version.SerializeToString,
+            ),
+            'CreateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVersion,
+                    request_deserializer=sightline_dot_v1_dot_recognition__pb2.CreateVersionRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_recognition__pb2.Version.SerializeToString,
+            ),
+            'DeleteVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVersion,
+                    request_deserializer=sightline_dot_v1_dot_recognition__pb2.DeleteVersionRequest.FromString,
+                    response_serializer=sightline_dot_v1_dot_recognition__pb2.DeleteVersionResponse.SerializeToString,
             ),
             'Recognize': grpc.unary_unary_rpc_method_handler(
                     servicer.Recognize,
@@ -234,6 +320,87 @@ class RecognitionService:
             _registered_method=True)
 
     @staticmethod
+    def CreateSpecification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.RecognitionService/CreateSpecification',
+            sightline_dot_v1_dot_recognition__pb2.CreateSpecificationRequest.SerializeToString,
+            sightline_dot_v1_dot_recognition__pb2.Specification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSpecification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.RecognitionService/UpdateSpecification',
+            sightline_dot_v1_dot_recognition__pb2.UpdateSpecificationRequest.SerializeToString,
+            sightline_dot_v1_dot_recognition__pb2.Specification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSpecification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.RecognitionService/DeleteSpecification',
+            sightline_dot_v1_dot_recognition__pb2.DeleteSpecificationRequest.SerializeToString,
+            sightline_dot_v1_dot_recognition__pb2.DeleteSpecificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListVersions(request,
             target,
             options=(),
@@ -277,6 +444,60 @@ class RecognitionService:
             '/sightline.v1.RecognitionService/GetVersion',
             sightline_dot_v1_dot_recognition__pb2.GetVersionRequest.SerializeToString,
             sightline_dot_v1_dot_recognition__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.RecognitionService/CreateVersion',
+            sightline_dot_v1_dot_recognition__pb2.CreateVersionRequest.SerializeToString,
+            sightline_dot_v1_dot_recognition__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sightline.v1.RecognitionService/DeleteVersion',
+            sightline_dot_v1_dot_recognition__pb2.DeleteVersionRequest.SerializeToString,
+            sightline_dot_v1_dot_recognition__pb2.DeleteVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,95 @@
+"""Authentication of every RPC: the caller's API key (gRPC metadata) → a ``Principal`` for the servicers.
+
+Health and reflection stay open. A missing, unknown or revoked key is answered UNAUTHENTICATED; a read key
+calling anything but inference PERMISSION_DENIED. The principal is set in a context variable for the duration
+of the call, inside the handler (where the servicer runs), for unary and streaming RPCs alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+
+from service.api.errors import abort_with
+from service.auth import PRINCIPAL, Authenticator, Principal
+
+__all__ = ["AuthInterceptor"]
+
+_OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = str(handler_call_details.method)
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        guard = _Guard(self._authenticator, method, metadata)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                guard.unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                guard.streaming(cast(Any, handler.unary_stream)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                guard.unary(handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            guard.streaming(cast(Any, handler.stream_stream)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class _Guard:
+    def __init__(self, authenticator: Authenticator, method: str, metadata: dict[str, str]) -> None:
+        self._authenticator = authenticator
+        self._method = method
+        self._metadata = metadata
+
+    async def _principal(self, context: Any) -> Principal | None:
+        try:
+            principal = await self._authenticator.authenticate(self._metadata)
+            self._authenticator.authorize(principal, self._method)
+        except Exception as exc:
+            await abort_with(context, exc)
+            return None
+        return principal
+
+    def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(request: Any, context: Any) -> Any:
+            principal = await self._principal(context)
+            token = PRINCIPAL.set(principal)
+            try:
+                return await behaviour(request, context)
+            finally:
+                PRINCIPAL.reset(token)
+
+        return wrapper
+
+    def streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+            PRINCIPAL.set(await self._principal(context))
+            async for item in behaviour(request, context):
+                yield item
+
+        return wrapper

@@ -1,0 +1,230 @@
+"""The writable Triton model repository: uploaded networks as standard Triton model folders.
+
+A network's files are written to a staging folder first (outside the repository, so Triton never sees half a
+model), checked, given a ``config.pbtxt`` derived from the ONNX graph, and moved into the repository with one
+rename, as ``<prefix><network id>``:
+
+    net-12/config.pbtxt      backend "onnxruntime", inputs and outputs read from the graph, batching
+    net-12/1/model.onnx
+    net-12/<mean files>      referenced by the preprocessing
+
+The same folder is served unchanged by an official Triton container's native ONNX Runtime backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.errors import InvalidArgumentError
+
+__all__ = ["ModelRepository", "TensorSignature", "config_pbtxt", "inspect_onnx", "signature_from_json"]
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+
+_ONNX_TYPES = {
+    "tensor(float)": "FP32",
+    "tensor(float16)": "FP16",
+    "tensor(bfloat16)": "BF16",
+    "tensor(double)": "FP64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSignature:
+    """A graph input or output: Triton data type (``FP32``) and full dims, batch included (-1 = any size)."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "dims": list(self.dims)}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    inputs: tuple[TensorSignature, ...]
+    outputs: tuple[TensorSignature, ...]
+    max_batch_size: int
+    """0: the graph's tensors have no batch dimension Triton may use."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "max_batch_size": self.max_batch_size,
+        }
+
+    def input(self, name: str) -> TensorSignature | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+
+def signature_from_json(raw: Mapping[str, Any]) -> Signature:
+    def tensors(items: Sequence[Mapping[str, Any]]) -> tuple[TensorSignature, ...]:
+        return tuple(TensorSignature(t["name"], t["dtype"], tuple(int(d) for d in t["dims"])) for t in items)
+
+    return Signature(tensors(raw["inputs"]), tensors(raw["outputs"]), int(raw["max_batch_size"]))
+
+
+def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Signature:
+    """Read an ONNX graph's inputs and outputs with ONNX Runtime (which also proves that it loads).
+
+    Batching: when the first dimension of every input and output is symbolic, Triton may batch requests up to
+    ``max_batch_size``; when it is 1 or symbolic everywhere, requests go one at a time (``max_batch_size`` 1);
+    otherwise the graph takes its tensors as they are (``max_batch_size`` 0).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise InvalidArgumentError.field(
+            field, f"{path.name} is not an ONNX model ONNX Runtime can load: {exc}"
+        ) from None
+
+    def tensors(items: Sequence[Any], kind: str) -> tuple[TensorSignature, ...]:
+        out = []
+        for t in items:
+            dtype = _ONNX_TYPES.get(str(t.type))
+            if dtype is None:
+                raise InvalidArgumentError.field(field, f"{kind} {t.name!r} has type {t.type}, which is not supported")
+            dims = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (t.shape or []))
+            out.append(TensorSignature(str(t.name), dtype, dims))
+        return tuple(out)
+
+    inputs, outputs = tensors(session.get_inputs(), "input"), tensors(session.get_outputs(), "output")
+    firsts = [t.dims[0] if t.dims else None for t in (*inputs, *outputs)]
+    if firsts and all(d == -1 for d in firsts):
+        batch = max_batch_size
+    elif firsts and all(d in (-1, 1) for d in firsts):
+        batch = 1
+    else:
+        batch = 0
+    return Signature(inputs, outputs, batch)
+
+
+def config_pbtxt(signature: Signature) -> str:
+    """The ``config.pbtxt`` of a model folder (no name: Triton takes the folder's)."""
+
+    def tensor(t: TensorSignature) -> str:
+        dims = list(t.dims[1:] if signature.max_batch_size else t.dims)
+        reshape = ""
+        if not dims:
+            dims, reshape = [1], " reshape: { shape: [ ] }"
+        return (
+            f"  {{ name: {json.dumps(t.name)} data_type: TYPE_{t.dtype} "
+            f"dims: [ {', '.join(str(d) for d in dims)} ]{reshape} }}"
+        )
+
+    lines = ['backend: "onnxruntime"', f"max_batch_size: {signature.max_batch_size}"]
+    lines += ["input [", ",\n".join(tensor(t) for t in signature.inputs), "]"]
+    lines += ["output [", ",\n".join(tensor(t) for t in signature.outputs), "]"]
+    if signature.max_batch_size > 1:
+        lines.append("dynamic_batching { }")
+    return "\n".join(lines) + "\n"
+
+
+class ModelRepository:
+    """Model folders of uploaded networks under ``root``, staged under ``staging`` first."""
+
+    def __init__(self, root: Path, staging: Path, *, prefix: str = "net-") -> None:
+        self.root = root
+        self.staging = staging
+        self.prefix = prefix
+        self._pattern = re.compile(rf"^{re.escape(prefix)}([1-9][0-9]*)$")
+
+    def model_name(self, network_id: str) -> str:
+        return f"{self.prefix}{network_id}"
+
+    def folder(self, network_id: str) -> Path:
+        return self.root / self.model_name(network_id)
+
+    def network_id(self, folder_name: str) -> str | None:
+        """The network id of a folder of ours; ``None`` for anything else in the repository."""
+        match = self._pattern.match(folder_name)
+        return match.group(1) if match else None
+
+    def new_staging(self) -> Path:
+        folder = self.staging / uuid.uuid4().hex
+        (folder / "1").mkdir(parents=True)
+        return folder
+
+    def place(self, staged: Path, network_id: str) -> None:
+        """Move a staged folder into the repository in one rename (a copy then a rename across file systems)."""
+        target = self.folder(network_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            raise FileExistsError(f"{target} already exists")
+        try:
+            os.rename(staged, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            temporary = self.root / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            shutil.copytree(staged, temporary)
+            os.rename(temporary, target)
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def remove(self, network_id: str) -> None:
+        """Remove a model folder: renamed away first, so that a crash never leaves half a folder in place."""
+        target = self.folder(network_id)
+        if not target.exists():
+            return
+        self.staging.mkdir(parents=True, exist_ok=True)
+        trash = self.staging / f"deleted-{target.name}-{uuid.uuid4().hex}"
+        try:
+            os.rename(target, trash)
+        except OSError:
+            trash = target
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def folders(self) -> dict[str, Path]:
+        """Network id → folder, for the folders of ours in the repository."""
+        if not self.root.is_dir():
+            return {}
+        found = {}
+        for path in self.root.iterdir():
+            if path.is_dir() and (network_id := self.network_id(path.name)) is not None:
+                found[network_id] = path
+        return found
+
+    def clear_staging(self) -> int:
+        """Remove every staged upload (start-up: uploads that were under way when the service stopped)."""
+        if not self.staging.is_dir():
+            return 0
+        count = 0
+        for path in self.staging.iterdir():
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                count += 1
+        return count
