@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from service import client
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
 
 __all__ = ["main"]
@@ -38,7 +39,7 @@ async def _recognize(server: str, spec: str, image: Path, *, show_discarded: boo
     )
     if max_predictions is not None:
         request.max_predictions = max_predictions
-    async with grpc.aio.insecure_channel(server) as channel:
+    async with client.channel(server) as channel:
         stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
         return await stub.Recognize(request, timeout=60)
 
@@ -92,7 +93,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
 
 async def _models(server: str) -> Any:
-    async with grpc.aio.insecure_channel(server) as channel:
+    async with client.channel(server) as channel:
         stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
         specs = await stub.ListSpecifications(common_pb2.ListRequest(limit=1000), timeout=30)
         return [

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 import av
-import grpc
 import numpy as np
 import numpy.typing as npt
 from av.video.stream import VideoStream
 from google.protobuf import json_format
 
+from service import client
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.annotate import annotate
 
@@ -109,7 +109,7 @@ async def stream_video(source: str, options: StreamOptions, progress: TextIO = s
     started = time.perf_counter()
     last_print = 0.0
     try:
-        async with grpc.aio.insecure_channel(options.server) as channel:
+        async with client.channel(options.server) as channel:
             stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
             async for response in stub.StreamRecognize(requests()):
                 sent_at, rgb = sent.pop(response.frame_id, (time.perf_counter(), None))

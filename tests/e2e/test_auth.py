@@ -8,6 +8,7 @@ existence does not leak); acme's read key runs inference but changes nothing.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -319,3 +320,37 @@ def _dsn(world: World) -> str:
 def test_spec_json_round_trip_is_unchanged() -> None:
     spec = colors_spec()
     assert json_format.MessageToDict(spec, preserving_proto_field_name=True)["outputs"][0]["labels"]["roi"] == "NONE"
+
+
+async def test_the_cli_sends_the_api_key_from_the_environment(world: World) -> None:
+    async def recognize_cli(env: dict[str, str]) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "service",
+            "recognize",
+            "--spec",
+            world.spec.id,
+            "--json",
+            "--server",
+            f"127.0.0.1:{world.app.port}",
+            "samples/red.png",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    base = {k: v for k, v in os.environ.items() if k != "SIGHTLINE_API_KEY"}
+    code, out, _ = await recognize_cli({**base, "SIGHTLINE_API_KEY": world.keys["acme-read"]})
+    assert code == 0
+    assert '"label_name": "red"' in out
+    code, _, err = await recognize_cli(base)
+    assert code == 1
+    assert "UNAUTHENTICATED" in err
+    code, _, err = await recognize_cli({**base, "SIGHTLINE_API_KEY": world.keys["globex"]})
+    assert code == 1
+    assert "NOT_FOUND" in err, "another organisation's spec does not exist for globex"
