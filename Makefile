@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream tf-env test-tf fixtures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ run: $(STAMP)
 
 ## The whole test suite (starts a real embedded Triton once per session).
 test: $(STAMP) $(NODE_MODULES)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m 'not tf'
 
 ## The store, registry and API-key tests on SQLite and on a throwaway PostgreSQL server (needs Debian's postgresql:
 ## initdb and pg_ctl; tests/service/postgres_server.py starts it on a free loopback port and removes it after).
@@ -35,7 +35,7 @@ test-postgres: $(STAMP)
 
 ## Unit tests only (no Triton).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not e2e'
+	$(BIN)/python -m pytest -m 'not e2e and not tf'
 
 check: lint typecheck protos-check
 
@@ -60,6 +60,27 @@ protos-check: $(STAMP)
 	diff -r -x __pycache__ service/_proto .protos-check || (echo "service/_proto is stale: run 'make protos'"; exit 1)
 	rm -rf .protos-check
 
+TF_VENV  := .venv-tf
+TF_STAMP := $(TF_VENV)/.installed-stamp
+$(TF_STAMP): service/convert/tensorflow/requirements.txt
+	$(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TF_VENV)/bin/python -m pip install --quiet -r service/convert/tensorflow/requirements.txt
+	touch $@
+
+## TensorFlow + tf2onnx for the TensorFlow → ONNX converter, beside (not in) .venv.
+tf-env: $(TF_STAMP)
+
+## Tests that need TensorFlow (conversions checked against TensorFlow itself).
+test-tf: $(STAMP) $(TF_STAMP)
+	SIGHTLINE_TF_PYTHON=$(TF_VENV)/bin/python $(BIN)/python -m pytest -m tf
+
+## Regenerate the converter's fixtures.
+fixtures: $(STAMP) $(TF_STAMP)
+	$(TF_VENV)/bin/python tools/fixtures/tf_fixtures.py
+	$(BIN)/python -m tools.fixtures.caffe_fixtures
+	$(BIN)/python -m tools.fixtures.onnx_originals
+
 ## Post-processing against OpenCV's C++ NMS and a Python loop (ratios).
 bench: $(STAMP)
 	$(BIN)/python -m bench.postprocess_bench
@@ -69,4 +90,4 @@ bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check
+	rm -rf $(VENV) $(TF_VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check

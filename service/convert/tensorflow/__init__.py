@@ -1,0 +1,233 @@
+"""TensorFlow networks (SavedModel or frozen GraphDef) → ONNX, through tf2onnx in a separate Python environment.
+
+The service's environment cannot hold TensorFlow (it needs numpy 2 and protobuf 7; the embedded Triton's Python
+backend needs numpy < 2), so conversion runs ``worker.py`` with the TensorFlow environment's interpreter
+(``make tf-env`` builds ``.venv-tf``; the registry passes its path from ``SIGHTLINE_TF_PYTHON``). Without it, a
+TensorFlow upload fails with FAILED_PRECONDITION and a message saying how to enable it.
+
+Names: ONNX tensors are named like Triton's TensorFlow GraphDef backend names them (``image_tensor`` for the graph
+tensor ``image_tensor:0``), or by signature key for an object-based (TensorFlow 2.x) SavedModel. The result's
+``tensor_names`` accepts the graph name with and without ``:0`` and the signature keys, so the v0.7 names of a
+preprocessing or post-processing keep working. The same upload also yields a ``NativeModel`` for GPU Tritons
+that serve TensorFlow natively (``tensorflow_savedmodel`` / ``tensorflow_graphdef``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from service.convert.errors import ConversionError, ConverterUnavailableError, UnsupportedLayerError
+from service.convert.onnx_model import load_model, rename_tensors, tensor_infos, triton_type
+from service.convert.result import ConversionResult, NativeModel, TensorInfo
+
+__all__ = ["ENABLE_HINT", "WORKER", "convert_tensorflow", "detect_format"]
+
+log = logging.getLogger(__name__)
+
+WORKER = Path(__file__).resolve().with_name("worker.py")
+ENABLE_HINT = (
+    "TensorFlow networks need the TensorFlow converter, which lives in an environment of its own: "
+    "run `make tf-env` and start the service with SIGHTLINE_TF_PYTHON=.venv-tf/bin/python"
+)
+_USER_ERROR = 2
+_UNSUPPORTED = 3
+
+
+def detect_format(data: bytes) -> str:
+    """``savedmodel`` or ``graphdef`` for a binary ``saved_model.pb``, from its first field's wire type.
+
+    A SavedModel starts with ``saved_model_schema_version`` (field 1, a varint) or its MetaGraphs (field 2); a
+    GraphDef starts with its nodes (field 1, length-delimited). The v0.7 API accepted frozen graphs under the
+    SavedModel's file name, so the name alone does not tell.
+    """
+    if not data:
+        raise ConversionError("saved_model.pb is empty")
+    key = data[0]
+    number, wire = key >> 3, key & 7
+    if number == 1 and wire == 0:
+        return "savedmodel"
+    if number == 1 and wire == 2:
+        return "graphdef"
+    if number == 2 and wire == 2:
+        # A SavedModel without a schema version, or a GraphDef that starts with its function library.
+        return "savedmodel"
+    if number == 4 and wire == 2:
+        return "graphdef"
+    raise ConversionError("saved_model.pb is neither a SavedModel nor a GraphDef")
+
+
+def _layout(files: Mapping[str, Path], workdir: Path) -> tuple[Path, str]:
+    """Copy the upload into the layout TensorFlow reads; the model path and its format."""
+    by_name = {Path(name).name: path for name, path in files.items()}
+    graph = by_name.get("saved_model.pb") or by_name.get("saved_model.pbtxt")
+    if graph is None:
+        raise ConversionError("a TensorFlow network needs saved_model.pb (or saved_model.pbtxt)")
+    variables = {n: p for n, p in by_name.items() if n == "variables.index" or n.startswith("variables.data-")}
+    if graph.suffix == ".pbtxt":
+        kind = "savedmodel" if variables or b"meta_graphs" in graph.read_bytes()[:4096] else "graphdef"
+    else:
+        kind = "savedmodel" if variables else detect_format(graph.read_bytes()[:16])
+    if kind == "graphdef":
+        target = workdir / f"frozen{graph.suffix}"
+        shutil.copyfile(graph, target)
+        return target, kind
+    folder = workdir / "saved_model"
+    (folder / "variables").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(graph, folder / graph.name)
+    for name, path in variables.items():
+        shutil.copyfile(path, folder / "variables" / name)
+    if variables and "variables.index" not in variables:
+        raise ConversionError("a SavedModel's variables need variables.index beside variables.data-*")
+    return folder, kind
+
+
+def _run_worker(
+    python: Path, model: Path, out: Path, inputs: Sequence[str], outputs: Sequence[str], timeout_s: float
+) -> dict[str, Any]:
+    command = [
+        str(python),
+        str(WORKER),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--inputs",
+        ",".join(inputs),
+        "--outputs",
+        ",".join(outputs),
+    ]
+    log.info("converting TensorFlow network %s with %s", model.name, python)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise ConversionError(f"TensorFlow conversion took more than {timeout_s:.0f} s") from None
+    except OSError as exc:
+        raise ConverterUnavailableError(f"{ENABLE_HINT} ({python}: {exc.strerror})") from None
+    if done.returncode == _UNSUPPORTED:
+        ops = json.loads((out / "unsupported.json").read_text())
+        kinds = sorted({o["op"] for o in ops})
+        detail = f"tf2onnx has no ONNX translation for the TensorFlow op(s) {', '.join(kinds)} ({len(ops)} node(s))"
+        raise UnsupportedLayerError(ops[0]["node"], ops[0]["op"], detail)
+    if done.returncode == _USER_ERROR:
+        raise ConversionError(f"TensorFlow network: {done.stderr.strip().splitlines()[-1]}")
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        if any("No module named 'tensorflow'" in line or "No module named 'tf2onnx'" in line for line in lines):
+            raise ConverterUnavailableError(f"{ENABLE_HINT} ({python} has no TensorFlow or tf2onnx)")
+        log.warning("TensorFlow conversion failed:\n%s", "\n".join(lines[-20:]))
+        raise ConversionError(f"TensorFlow could not convert the network: {lines[-1] if lines else 'no message'}")
+    meta: dict[str, Any] = json.loads((out / "meta.json").read_text())
+    return meta
+
+
+def _served_name(entry: Mapping[str, Any], kind: str) -> str:
+    tensor: str = entry["tensor"]
+    if kind == "savedmodel-v2" and entry["aliases"]:
+        return str(entry["aliases"][0])
+    return tensor[:-2] if tensor.endswith(":0") else tensor
+
+
+def _names(entries: Sequence[Mapping[str, Any]], served: Mapping[str, str]) -> dict[str, str]:
+    """Every accepted name of each tensor → its served name."""
+    names: dict[str, str] = {}
+    for entry in entries:
+        target = served[entry["tensor"]]
+        tensor: str = entry["tensor"]
+        aliases = [tensor, tensor[:-2] if tensor.endswith(":0") else tensor, target]
+        for alias in entry["aliases"]:
+            aliases += [alias, f"{alias}:0"]
+        for alias in aliases:
+            names.setdefault(alias, target)
+    return names
+
+
+def _native(meta: Mapping[str, Any], model: Path, batched: bool) -> NativeModel:
+    kind = meta["kind"]
+    entries = [*meta["inputs"], *meta["outputs"]]
+    if kind == "graphdef":
+        platform = "tensorflow_graphdef"
+        files = {"model.graphdef": model}
+        served = {e["tensor"]: _served_name(e, kind) for e in entries}
+    else:
+        platform = "tensorflow_savedmodel"
+        files = {f"model.savedmodel/{p.relative_to(model)}": p for p in sorted(model.rglob("*")) if p.is_file()}
+        # Triton's SavedModel backend names tensors by signature key.
+        served = {e["tensor"]: (e["aliases"][0] if e["aliases"] else _served_name(e, kind)) for e in entries}
+
+    def infos(group: Sequence[Mapping[str, Any]]) -> tuple[TensorInfo, ...]:
+        out = []
+        for e in group:
+            shape = tuple(e["shape"] or ())
+            out.append(
+                TensorInfo(served[e["tensor"]], e["tensor"], triton_type(e["dtype"]), shape[1:] if batched else shape)
+            )
+        return tuple(out)
+
+    return NativeModel(
+        platform=platform,
+        files=files,
+        inputs=infos(meta["inputs"]),
+        outputs=infos(meta["outputs"]),
+        batched=batched,
+        tensor_names=_names(entries, served),
+    )
+
+
+def convert_tensorflow(
+    files: Mapping[str, Path],
+    workdir: Path,
+    *,
+    python: Path | None,
+    framework: str = "tensorflow-1.x",
+    input_names: Sequence[str] = (),
+    output_names: Sequence[str] = (),
+    timeout_s: float = 600.0,
+) -> ConversionResult:
+    """Convert an uploaded TensorFlow network (its files by name) to ONNX, working inside ``workdir``.
+
+    ``python``: the TensorFlow environment's interpreter (None: not installed → ConverterUnavailableError).
+    ``input_names`` / ``output_names``: graph tensors to use (``image_tensor:0`` or ``image_tensor``); by default
+    a SavedModel's serving signature, or a frozen graph's placeholders and sinks (tensors no op consumes).
+    """
+    if python is None:
+        raise ConverterUnavailableError(ENABLE_HINT)
+    if not python.exists():
+        raise ConverterUnavailableError(f"{ENABLE_HINT} ({python} does not exist)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_path, _ = _layout(files, workdir)
+    out = workdir / "converted"
+    out.mkdir(exist_ok=True)
+    meta = _run_worker(python, model_path, out, input_names, output_names, timeout_s)
+    kind = meta["kind"]
+    model = load_model((out / "model.onnx").read_bytes(), "model.onnx")
+    entries = [*meta["inputs"], *meta["outputs"]]
+    served = {e["onnx"]: _served_name(e, kind) for e in entries}
+    rename_tensors(model, served)
+    batched = all(e["shape"] and e["shape"][0] == -1 for e in entries)
+    sources = {served[e["onnx"]]: e["tensor"] for e in entries}
+    notes = [f"converted with {meta['tensorflow']} ({kind})"]
+    if not batched:
+        notes.append("some inputs or outputs have no free first dimension: served without batching")
+    return ConversionResult(
+        framework=framework,
+        onnx_model=model.SerializeToString(),
+        inputs=tensor_infos(list(model.graph.input), sources, batched),
+        outputs=tensor_infos(list(model.graph.output), sources, batched),
+        batched=batched,
+        tensor_names=_names(entries, {e["tensor"]: served[e["onnx"]] for e in entries}),
+        notes=tuple(notes),
+        native=_native(meta, model_path, batched),
+    )
+
+
+def default_python() -> Path:
+    """The interpreter of ``.venv-tf`` beside the project (what ``make tf-env`` builds), for tools and tests."""
+    root = Path(__file__).resolve().parents[3]
+    return root / ".venv-tf" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
