@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream tf-env test-tf fixtures clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream zoo-eval-service eval-tracking tf-env test-tf fixtures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,19 @@ fixtures: $(STAMP) $(TF_STAMP)
 	$(TF_VENV)/bin/python tools/fixtures/tf_fixtures.py
 	$(BIN)/python -m tools.fixtures.caffe_fixtures
 	$(BIN)/python -m tools.fixtures.onnx_originals
+
+EVAL_STAMP := $(VENV)/.eval-stamp
+$(EVAL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[eval]'
+	touch $@
+
+## The zoo's held-out evaluation through the service (real gRPC and Triton); must equal docs/zoo.md's figures.
+zoo-eval-service: $(EVAL_STAMP)
+	$(BIN)/python -m zoo.evaluate_service
+
+## Tracking quality through StreamRecognize on generated videos (MOTA, IDF1, id switches by py-motmetrics).
+eval-tracking: $(EVAL_STAMP)
+	$(BIN)/python -m bench.tracking_eval
 
 ## Post-processing against OpenCV's C++ NMS and a Python loop (ratios).
 bench: $(STAMP)

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from service.api.servicers.recognition import RecognitionServicer
 from service.api.servicers.tasks import TaskServicer
 from service.auth import Authenticator
 from service.catalog import Catalog
+from service.convert import ConverterOptions
 from service.health import HealthMonitor
 from service.observability import Metrics, ObservabilityInterceptor
 from service.recognition import RecognitionResult, Recognizer
@@ -44,7 +46,7 @@ from service.tasks import TaskRunner, decode_result, encode_result
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 
-__all__ = ["SERVICE_NAMES", "Application", "running", "serve", "start"]
+__all__ = ["SERVICE_NAMES", "Application", "running", "serve", "serve_in_thread", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,7 @@ async def _start_server(
         load_timeout_s=settings.model_load_timeout_s,
         max_image_pixels=settings.max_image_pixels,
         fetcher=fetcher,
+        converter=ConverterOptions(tf_python=settings.tf_python, tf_timeout_s=settings.tf_timeout_s),
     )
     recognizer = Recognizer(
         registry,
@@ -303,3 +306,37 @@ async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) ->
             on_ready.set()
         await stop.wait()
         log.info("draining (up to %.0f s)", settings.drain_grace_s)
+
+
+def serve_in_thread(settings: Settings) -> tuple[Callable[[], None], int]:
+    """Run the service on an event loop of its own thread (benchmarks, evaluations driving it synchronously).
+
+    Returns ``(stop, port)``; ``stop()`` drains and waits for the thread.
+    """
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        state["stop"] = lambda: loop.call_soon_threadsafe(stop.set)
+        try:
+            async with running(settings) as app:
+                state["port"] = app.port
+                ready.set()
+                await stop.wait()
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), name="sightline", daemon=True)
+    thread.start()
+    ready.wait()
+    if "port" not in state:
+        thread.join()
+        raise RuntimeError("the service did not start; see its log")
+
+    def stop() -> None:
+        state["stop"]()
+        thread.join()
+
+    return stop, int(state["port"])
