@@ -17,12 +17,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.api.handlers import wrap_handler
 
 __all__ = ["REQUEST_ID", "Metrics", "ObservabilityInterceptor", "RequestIdFilter", "trace_headers"]
 
@@ -115,29 +117,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         observe = _Observation(self._metrics, self._tracer, method, metadata)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                observe.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                observe.streaming(cast(Any, handler.unary_stream)),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                observe.unary(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            observe.streaming(cast(Any, handler.stream_stream)),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrap_handler(handler, observe.unary, observe.streaming)
 
 
 class _Observation:

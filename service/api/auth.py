@@ -8,11 +8,12 @@ of the call, inside the handler (where the servicer runs), for unary and streami
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
 from service.api.errors import abort_with
+from service.api.handlers import wrap_handler
 from service.auth import PRINCIPAL, Authenticator, Principal
 
 __all__ = ["AuthInterceptor"]
@@ -35,29 +36,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         guard = _Guard(self._authenticator, method, metadata)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                guard.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                guard.streaming(cast(Any, handler.unary_stream)),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                guard.unary(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            guard.streaming(cast(Any, handler.stream_stream)),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrap_handler(handler, guard.unary, guard.streaming)
 
 
 class _Guard:
