@@ -52,7 +52,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PREDICTIONS = 100
-FRAMEWORKS = ("onnx", "nv-caffe-0.x-mod", "tensorflow-1.x")
+FRAMEWORKS = ("onnx", "nv-caffe-0.x-mod", "caffe", "tensorflow-1.x", "tensorflow-2.x")
+"""Accepted ``framework`` values: the v0.7 contract's three and the aliases ``caffe`` and ``tensorflow-2.x``
+(Caffe and TensorFlow uploads are converted to ONNX, ``service/convert``)."""
 
 JsonDict = dict[str, Any]
 E = TypeVar("E", bound=enum.Enum)

@@ -5,17 +5,21 @@ cannot be changed. User resources have decimal ids from the database and belong 
 other they do not exist (NOT_FOUND, never PERMISSION_DENIED, so that their existence does not leak).
 
 Uploading a network (``create_network``):
-  1. the declaration is checked (v0.7 fields, framework, file names, counts, sizes, checksums' form);
+  1. the declaration is checked (v0.7 fields, framework and its converter, file names per framework, counts,
+     sizes, checksums' form);
   2. the files stream into a staging folder outside the model repository, each checked against its declared
      size and SHA-256;
-  3. the ONNX graph is read (ONNX Runtime), the preprocessing checked against it (inputs fed, shapes, mean
-     files), and ``config.pbtxt`` written;
+  3. a Caffe or TensorFlow network is converted to ``1/model.onnx`` (``service.convert``, in a worker thread; its
+     files stay in ``original/``); the ONNX graph is read (ONNX Runtime), the preprocessing checked against it
+     (inputs fed, shapes, mean files), and ``config.pbtxt`` written;
   4. one transaction inserts the network (state ``deploying``) and its task, and moves the folder into the
      repository with one rename before it commits;
   5. in the background Triton loads the model; the task ends ``success`` (the network is ``ready``), or
      ``error`` with the reason, and then nothing of the network remains: the model is unloaded, its folder
      removed and its row deleted (the task stays, as the record of what happened).
-A failure in steps 1 to 4 is the call's error and leaves nothing behind either. At start-up ``reconcile``
+A failure in steps 1 to 4 is the call's error and leaves nothing behind either. A converted network keeps the
+names it was uploaded with (``image_tensor:0``) in its preprocessing and versions; its stored signature maps them
+to the served names, which recognition, InferNetwork and the version checks use. At start-up ``reconcile``
 removes what a stopped service left half-done (staged uploads, folders without rows, rows without folders)
 and ``Registry.resume`` retries the deployments that were under way.
 """
@@ -23,11 +27,13 @@ and ``Registry.resume`` retries the deployments that were under way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
 import re
 import shutil
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,12 +43,17 @@ import numpy as np
 import numpy.typing as npt
 
 from service.catalog import Catalog, Deployment
+from service.convert import ConverterOptions, ConverterUnavailableError, canonical_framework, convert_to_onnx
+from service.convert.tensorflow import ENABLE_HINT
 from service.domain import (
     ClassificationPostProcessing,
     ColorChannels,
+    ConstantInput,
     DataType,
     DetectionPostProcessing,
+    InputPreprocessing,
     Network,
+    PostProcessing,
     Preprocessing,
     Specification,
     Version,
@@ -68,7 +79,14 @@ from service.preprocess import build_inputs, crop, decode_image, resolve_source
 from service.recognition import ImageRequest, Target
 from service.sources import ImageFetcher, is_url_source
 from service.store import NetworkRecord, SpecRecord, Store, TaskRecord, VersionRecord
-from service.store.repository import MODEL_FILE, ModelRepository, Signature, config_pbtxt, inspect_onnx
+from service.store.repository import (
+    MODEL_FILE,
+    ORIGINALS,
+    ModelRepository,
+    Signature,
+    config_pbtxt,
+    inspect_onnx,
+)
 from service.store.repository import signature_from_json as _signature
 from service.tasks import TaskRunner
 from service.triton.gateway import TritonGateway
@@ -79,10 +97,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SUPPORTED_FRAMEWORKS = ("onnx",)
 MEAN_SUFFIXES = (".npy", ".binaryproto")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CAFFE_FILES = ("deploy.prototxt", "snapshot.caffemodel")
+_TF_GRAPHS = ("saved_model.pb", "saved_model.pbtxt")
+_TF_SHARD = re.compile(r"^variables\.data-[0-9]{5}-of-[0-9]{5}$")
+_WORK = ".convert"
+"""A conversion's scratch folder inside the staging folder (no uploaded name starts with '.')."""
+_PUBLIC_SIGNATURE = Signature((), (), 0)
+"""What the registry knows of a public network's tensors: nothing to resolve (Triton's names are the names)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +139,7 @@ class _Upload:
 
     files: dict[str, UploadFile]
     targets: dict[str, Path]
+    means: frozenset[str] = frozenset()
     received: dict[str, int] = field(default_factory=dict)
     hashes: dict[str, Any] = field(default_factory=dict)
     handles: dict[str, IO[bytes]] = field(default_factory=dict)
@@ -136,6 +161,7 @@ class Registry:
         load_timeout_s: float = 300.0,
         max_image_pixels: int = 40_000_000,
         fetcher: ImageFetcher | None = None,
+        converter: ConverterOptions | None = None,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -146,6 +172,7 @@ class Registry:
         self._load_timeout_s = load_timeout_s
         self._max_image_pixels = max_image_pixels
         self._fetcher = fetcher
+        self._converter = converter or ConverterOptions()
         self._means: dict[str, Mapping[str, npt.NDArray[np.float32]]] = {}
 
     @property
@@ -209,13 +236,10 @@ class Registry:
         """Create a network from its declaration and the chunks of its files (file name, bytes); the model loads
         in the background, tracked by the network's task."""
         network = parse_network(draft.body, network_id="0")
-        if network.framework not in SUPPORTED_FRAMEWORKS:
-            raise InvalidArgumentError.field(
-                "framework",
-                f"{network.framework!r} networks cannot be uploaded yet; this server takes "
-                f"{', '.join(SUPPORTED_FRAMEWORKS)}",
-            )
-        upload = self._check_files(draft.files, network.preprocessing)
+        kind = canonical_framework(network.framework)
+        if kind == "tensorflow":
+            self._check_tensorflow_converter()
+        upload = self._check_files(draft.files, network.preprocessing, network.framework, kind)
         # Made here, not in a worker thread: a cancelled call must never leave a folder made after its clean-up.
         staged = self._repo.new_staging()
         placed: list[str] = []
@@ -225,11 +249,11 @@ class Registry:
             placed.append(network_id)
 
         try:
-            upload.targets = {
-                name: staged / "1" / MODEL_FILE if name.endswith(".onnx") else staged / name for name in upload.files
-            }
+            upload.targets = {name: _staged_path(staged, name, kind, upload.means) for name in upload.files}
+            if kind != "onnx":
+                (staged / ORIGINALS).mkdir()
             await self._receive(upload, chunks)
-            signature = await asyncio.to_thread(self._prepare, staged, network)
+            signature = await self._prepare(staged, network, kind)
             task = self._tasks.new(org, "deployment")
             record = await self._store.insert_network(
                 org,
@@ -255,7 +279,17 @@ class Registry:
         for network_id in placed:
             self._repo.remove(network_id)
 
-    def _check_files(self, files: Sequence[UploadFile], preprocessing: Preprocessing) -> _Upload:
+    def _check_tensorflow_converter(self) -> None:
+        """TensorFlow uploads need the TensorFlow environment: refused before any byte is sent without it."""
+        python = self._converter.tf_python
+        if python is None:
+            raise ConverterUnavailableError(ENABLE_HINT)
+        if not python.exists():
+            raise ConverterUnavailableError(f"{ENABLE_HINT} ({python} does not exist)")
+
+    def _check_files(
+        self, files: Sequence[UploadFile], preprocessing: Preprocessing, framework: str, kind: str
+    ) -> _Upload:
         limits = self._limits
         if len(files) > limits.max_files:
             raise ResourceExhaustedError(f"the upload announces {len(files)} files; at most {limits.max_files}")
@@ -280,17 +314,22 @@ class Registry:
             if not _SHA256.match(f.sha256.lower()):
                 raise InvalidArgumentError.field(f"{where}.sha256", "must be the file's SHA-256 in 64 hex digits")
             seen[f.name] = replace(f, sha256=f.sha256.lower())
-        models = [n for n in seen if n.endswith(".onnx")]
-        if len(models) != 1:
-            raise InvalidArgumentError.field(
-                "files", f"an onnx network needs exactly one .onnx file; the upload announces {len(models)}"
-            )
         means = set(preprocessing.mean_files)
+        models = [n for n in seen if n not in means and _model_kind(n) == kind]
+        others = sorted({k for n in seen if n not in means and (k := _model_kind(n)) not in (None, kind)})
+        if not models and others:
+            raise InvalidArgumentError.field(
+                "framework",
+                f"the upload announces the files of a {others[0]} network, not those of a {framework} network "
+                f"({_expected_files(kind)})",
+            )
+        _check_model_files(models, kind, framework)
         for i, name in enumerate(seen):
             if name not in models and name not in means:
+                what = "the .onnx model" if kind == "onnx" else f"a file of a {framework} network"
                 raise InvalidArgumentError.field(
                     f"files[{i}].name",
-                    f"{name!r} is neither the .onnx model nor a mean file named by the preprocessing",
+                    f"{name!r} is neither {what} ({_expected_files(kind)}) nor a mean file named by the preprocessing",
                 )
         for mean in sorted(means):
             if mean not in seen:
@@ -301,7 +340,7 @@ class Registry:
                 raise InvalidArgumentError.field(
                     "preprocessing", f"mean file {mean!r} must end in .npy or .binaryproto"
                 )
-        return _Upload(files=seen, targets={})
+        return _Upload(files=seen, targets={}, means=frozenset(means))
 
     async def _receive(self, upload: _Upload, chunks: AsyncIterator[tuple[str, bytes]]) -> None:
         try:
@@ -333,11 +372,41 @@ class Registry:
                     "files", f"{name!r}: its SHA-256 is {digest}, not the announced {declared.sha256}"
                 )
 
-    def _prepare(self, staged: Path, network: Network) -> Signature:
-        """Read the graph, check the preprocessing against it, write ``config.pbtxt`` (a worker thread)."""
-        signature = inspect_onnx(staged / "1" / MODEL_FILE, max_batch_size=self._limits.max_batch_size)
+    async def _prepare(self, staged: Path, network: Network, kind: str) -> Signature:
+        """Convert (Caffe, TensorFlow), read the graph, check the preprocessing, write ``config.pbtxt``, in a worker
+        thread. A cancelled call stops a TensorFlow conversion (its process is killed) and returns once the thread
+        has ended, so that nothing writes into the staging folder after the call's clean-up."""
+        cancel = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(self._build, staged, network, kind, cancel))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            cancel.set()
+            await asyncio.wait([work])
+            if not work.cancelled():
+                work.exception()  # the call is cancelled: the conversion's outcome no longer matters
+            raise
+
+    def _build(self, staged: Path, network: Network, kind: str, cancel: threading.Event) -> Signature:
+        model = staged / "1" / MODEL_FILE
+        names: dict[str, str] = {}
+        if kind != "onnx":
+            files = {p.name: p for p in sorted((staged / ORIGINALS).iterdir())}
+            try:
+                result = convert_to_onnx(network.framework, files, staged / _WORK, self._converter, cancel=cancel)
+            finally:
+                shutil.rmtree(staged / _WORK, ignore_errors=True)
+            for note in result.notes:
+                log.info("converting %s network %r: %s", network.framework, network.name, note)
+            model.write_bytes(result.onnx_model)
+            names = dict(result.tensor_names)
+        signature = inspect_onnx(model, max_batch_size=self._limits.max_batch_size)
+        served = {t.name for t in (*signature.inputs, *signature.outputs)}
+        # Served names always mean themselves; an alias is kept only when it names a served tensor.
+        aliases = {a: n for a, n in names.items() if a != n and a not in served and n in served}
+        signature = replace(signature, names=aliases)
         means = _load_means(staged, network.preprocessing)
-        check_preprocessing(network.preprocessing, signature, means)
+        check_preprocessing(_served_preprocessing(network.preprocessing, signature), signature, means)
         (staged / "config.pbtxt").write_text(config_pbtxt(signature))
         return signature
 
@@ -512,8 +581,9 @@ class Registry:
         spec = _spec(await self._spec_record(org, spec_id))
         post = parse_post_processings(list(post_processings))
         check_version_against_spec(post, spec)
-        inputs, outputs = await self._tensors(org, network_id)
-        _check_tensors(post, spec, inputs, outputs, network_id)
+        inputs, outputs, signature = await self._tensors(org, network_id)
+        served = [_served_post_processing(pp, signature) for pp in post]
+        _check_tensors(served, spec, inputs, outputs, network_id)
         record = await self._store.insert_version(
             org,
             spec_id=spec_id,
@@ -526,17 +596,23 @@ class Registry:
 
     async def _tensors(
         self, org: str, network_id: str
-    ) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-        """A network's inputs and outputs (name → dims without the batch dimension)."""
+    ) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], Signature]:
+        """A network's inputs and outputs (served name → dims without the batch dimension), and its signature
+        (whose ``names`` resolve the names it was uploaded with; empty for public networks)."""
         if self._catalog.has_network(network_id):
             info = await self._gateway.model_info(network_id)
-            return {t.name: t.shape for t in info.inputs}, {t.name: t.shape for t in info.outputs}
+            return (
+                {t.name: t.shape for t in info.inputs},
+                {t.name: t.shape for t in info.outputs},
+                _PUBLIC_SIGNATURE,
+            )
         record = await self._network_record(org, network_id)
         signature = _signature(record.signature)
         skip = 1 if signature.max_batch_size else 0
         return (
             {t.name: t.dims[skip:] for t in signature.inputs},
             {t.name: t.dims[skip:] for t in signature.outputs},
+            signature,
         )
 
     async def delete_version(self, org: str, version_id: str) -> None:
@@ -565,15 +641,20 @@ class Registry:
                 return self._catalog.for_version(target.version_id)
             version_record = await self._version_record(org, target.version_id)
             spec_record = await self._spec_record(org, version_record.spec_id)
-        network, means, model = await self._runnable(org, version_record.network_id)
-        return Deployment(
-            spec=_spec(spec_record), version=self._version(version_record), network=network, means=means, model=model
-        )
+        network, means, model, signature = await self._runnable(org, version_record.network_id)
+        version = self._version(version_record)
+        if signature.names:
+            post = tuple(_served_post_processing(pp, signature) for pp in version.post_processings)
+            version = replace(version, post_processings=post)
+        return Deployment(spec=_spec(spec_record), version=version, network=network, means=means, model=model)
 
-    async def _runnable(self, org: str, network_id: str) -> tuple[Network, Mapping[str, npt.NDArray[np.float32]], str]:
-        """A network ready to run: the network, its mean arrays and its Triton model name."""
+    async def _runnable(
+        self, org: str, network_id: str
+    ) -> tuple[Network, Mapping[str, npt.NDArray[np.float32]], str, Signature]:
+        """A network ready to run: the network (its preprocessing with the served tensor names), its mean arrays,
+        its Triton model name and its signature (empty for public networks)."""
         if self._catalog.has_network(network_id):
-            return self._catalog.network(network_id), self._catalog.means(network_id), network_id
+            return self._catalog.network(network_id), self._catalog.means(network_id), network_id, _PUBLIC_SIGNATURE
         record = await self._network_record(org, network_id)
         if record.state != "ready":
             raise UnavailableError(f"network {network_id!r} is still being deployed; retry shortly", retry_after_s=1.0)
@@ -582,23 +663,28 @@ class Registry:
         if means is None:
             means = await asyncio.to_thread(_load_means, self._repo.folder(record.id), network.preprocessing)
             self._means[record.id] = means
-        return network, means, self._repo.model_name(record.id)
+        signature = _signature(record.signature)
+        network = replace(network, preprocessing=_served_preprocessing(network.preprocessing, signature))
+        return network, means, self._repo.model_name(record.id), signature
 
     async def infer_network(
         self, org: str, network_id: str, image: ImageRequest, output_names: Sequence[str]
     ) -> dict[str, npt.NDArray[Any]]:
         """Run a network raw on one image (its preprocessing applied): output tensor name → array, batch
-        dimension included when the network has one."""
+        dimension included when the network has one. Outputs come back under the names asked for (a converted
+        network's ``detection_boxes:0`` as well as its served ``detection_boxes``); all of them, by their served
+        names, when none is asked for."""
         _required(network_id, "network_id")
-        network, means, model = await self._runnable(org, network_id)
+        network, means, model, signature = await self._runnable(org, network_id)
         info = await self._gateway.model_info(model)
         known = [t.name for t in info.outputs]
         for i, name in enumerate(output_names):
-            if name not in known:
+            if signature.served(name) not in known:
                 raise InvalidArgumentError.field(
                     f"output_tensors[{i}]", f"{name!r} is not an output of network {network_id!r} ({', '.join(known)})"
                 )
-        names = list(dict.fromkeys(output_names)) or known
+        asked = list(dict.fromkeys(output_names)) or known
+        names = list(dict.fromkeys(signature.served(n) for n in asked))
         if image.content:
             data = image.content
         elif image.source and self._fetcher is not None and is_url_source(image.source):
@@ -623,7 +709,8 @@ class Registry:
                 raise FailedPreconditionError(f"network {network_id!r} has no input {name!r}")
             cast = array.astype(spec.dtype, copy=False)
             fitted[name] = cast[None] if info.batched else cast
-        return await self._gateway.infer(model, fitted, names)
+        outputs = await self._gateway.infer(model, fitted, names)
+        return {name: outputs[signature.served(name)] for name in asked}
 
 
 # ===================================================================================================== helpers
@@ -648,6 +735,110 @@ async def reconcile(store: Store, repository: ModelRepository) -> None:
         await store.finish_task(
             record.task_id, "error", "the network's files were lost when the service stopped; upload it again", None
         )
+
+
+def _model_kind(name: str) -> str | None:
+    """The framework whose network file a name looks like (None: not a network file, e.g. a mean file)."""
+    if name.endswith(".onnx"):
+        return "onnx"
+    if name.endswith((".prototxt", ".caffemodel")):
+        return "caffe"
+    if name.endswith((".pb", ".pbtxt")) or name.startswith("variables."):
+        return "tensorflow"
+    return None
+
+
+def _expected_files(kind: str) -> str:
+    if kind == "caffe":
+        return "deploy.prototxt and snapshot.caffemodel"
+    if kind == "tensorflow":
+        return (
+            "saved_model.pb (or saved_model.pbtxt), with variables.index and variables.data-00000-of-00001 (or more "
+            "shards) for a SavedModel; a frozen graph is uploaded as saved_model.pb"
+        )
+    return "one .onnx file"
+
+
+def _check_model_files(models: Sequence[str], kind: str, framework: str) -> None:
+    """The network files of an upload are those its framework needs, each once."""
+    if kind == "onnx":
+        if len(models) != 1:
+            raise InvalidArgumentError.field(
+                "files", f"an onnx network needs exactly one .onnx file; the upload announces {len(models)}"
+            )
+        return
+    expected = _expected_files(kind)
+    if kind == "caffe":
+        required = list(_CAFFE_FILES)
+        allowed = set(_CAFFE_FILES)
+    else:
+        graphs = [n for n in models if n in _TF_GRAPHS]
+        if len(graphs) > 1:
+            raise InvalidArgumentError.field("files", f"a {framework} network has one graph; the upload announces both")
+        shards = [n for n in models if _TF_SHARD.match(n)]
+        required = [graphs[0] if graphs else _TF_GRAPHS[0]]
+        if shards or "variables.index" in models:
+            required += ["variables.index"] + ([] if shards else ["variables.data-00000-of-00001"])
+        allowed = {*_TF_GRAPHS, "variables.index", *shards}
+    for name in models:
+        if name not in allowed:
+            raise InvalidArgumentError.field(
+                "files", f"{name!r} is not a file of a {framework} network: it is uploaded as {expected}"
+            )
+    missing = [n for n in required if n not in models]
+    if missing:
+        raise InvalidArgumentError.field(
+            "files", f"a {framework} network is uploaded as {expected}; {', '.join(missing)} is missing"
+        )
+
+
+def _staged_path(staged: Path, name: str, kind: str, means: frozenset[str]) -> Path:
+    """Where an uploaded file is written: mean files beside config.pbtxt, an ONNX model as 1/model.onnx, the files
+    of a network to convert in original/."""
+    if name in means:
+        return staged / name
+    if kind == "onnx":
+        return staged / "1" / MODEL_FILE
+    return staged / ORIGINALS / name
+
+
+# ------------------------------------------------------------------------------------------- tensor names
+
+
+def _served_preprocessing(preprocessing: Preprocessing, signature: Signature) -> Preprocessing:
+    """The preprocessing with its tensor names (and constants' references to image inputs) as served."""
+    if not signature.names:
+        return preprocessing
+
+    def reference(value: float | str) -> float | str:
+        if isinstance(value, str):
+            name, _, dim = value.rpartition(".")
+            return f"{signature.served(name)}.{dim}"
+        return value
+
+    def item(i: InputPreprocessing) -> InputPreprocessing:
+        constant = i.constant
+        if constant is not None:
+            constant = ConstantInput(constant.shape, tuple(reference(v) for v in constant.data))
+        return replace(i, tensor_name=signature.served(i.tensor_name), constant=constant)
+
+    return replace(preprocessing, inputs=tuple(item(i) for i in preprocessing.inputs))
+
+
+def _served_post_processing(pp: PostProcessing, signature: Signature) -> PostProcessing:
+    """A post-processing with its tensor names as served (names the network does not know stay as they are)."""
+    if not signature.names:
+        return pp
+    if isinstance(pp, ClassificationPostProcessing):
+        return replace(pp, output_tensor=signature.served(pp.output_tensor))
+    output: Any = pp.output  # one of the detection output dataclasses, whose ``*_tensor`` fields name tensors
+    renamed = {
+        f.name: signature.served(value)
+        for f in dataclasses.fields(output)
+        if f.name.endswith("_tensor") and isinstance(value := getattr(output, f.name), str)
+    }
+    normalize = signature.served(pp.normalize_wrt_tensor) if pp.normalize_wrt_tensor else ""
+    return replace(pp, output=replace(output, **renamed), normalize_wrt_tensor=normalize)
 
 
 def _write(upload: _Upload, name: str, data: bytes) -> None:

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     model_load_timeout_s: float = Field(300.0, gt=0)
     """How long Triton may take to load an uploaded network."""
 
+    tf_python: Path | None = None
+    """The interpreter of the TensorFlow environment (``.venv-tf/bin/python``, built by ``make tf-env``) that converts
+    uploaded TensorFlow networks to ONNX in a subprocess. Unset: TensorFlow uploads are refused with
+    FAILED_PRECONDITION (Caffe and ONNX uploads need nothing more)."""
+
+    tf_timeout_s: float = Field(600.0, gt=0)
+    """Longest a TensorFlow conversion may run (the CreateNetwork call waits for it); the converter is stopped
+    beyond it and the upload refused."""
+
     auth: str = Field("auto", pattern="^(auto|on|off)$")
     """API keys: ``on`` (every call but health and reflection needs a key), ``off`` (local development: every caller
     acts as the admin of organisation ``local``), ``auto`` (off when ``host`` is a loopback address, else on)."""

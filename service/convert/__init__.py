@@ -12,6 +12,7 @@ Supported layers and ops, and what is refused: ``docs/convert.md``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,7 @@ def convert_to_onnx(
     *,
     input_names: Sequence[str] = (),
     output_names: Sequence[str] = (),
+    cancel: threading.Event | None = None,
 ) -> ConversionResult:
     """Convert an uploaded network to an ONNX model for Triton.
 
@@ -128,7 +130,8 @@ def convert_to_onnx(
     are ignored. ``workdir``: a private scratch folder (TensorFlow's SavedModel layout is rebuilt there, and its
     native model's files stay there). ``input_names`` / ``output_names`` (optional): tensors to expose, by their
     names in the uploaded network; by default the network's own (Caffe: blobs no layer consumes; TensorFlow: the
-    serving signature, or a frozen graph's placeholders and sinks).
+    serving signature, or a frozen graph's placeholders and sinks). ``cancel``: an event another thread sets to
+    stop a TensorFlow conversion (its process is killed within 0.2 s; the call then raises ConversionError).
 
     Raises InvalidArgumentError (ConversionError, UnsupportedLayerError) for a network that cannot be converted,
     and FailedPreconditionError (ConverterUnavailableError) when TensorFlow's converter is not installed.
@@ -147,5 +150,6 @@ def convert_to_onnx(
             input_names=input_names,
             output_names=output_names,
             timeout_s=options.tf_timeout_s,
+            cancel=cancel,
         )
     return _onnx(framework, files)

@@ -5,8 +5,10 @@ model), checked, given a ``config.pbtxt`` derived from the ONNX graph, and moved
 rename, as ``<prefix><network id>``:
 
     net-12/config.pbtxt      backend "onnxruntime", inputs and outputs read from the graph, batching
-    net-12/1/model.onnx
+    net-12/1/model.onnx      uploaded (ONNX) or converted (Caffe, TensorFlow)
     net-12/<mean files>      referenced by the preprocessing
+    net-12/original/         a converted network's files as uploaded (Triton ignores folders that are not
+                             version numbers)
 
 The same folder is served unchanged by an official Triton container's native ONNX Runtime backend.
 """
@@ -22,17 +24,28 @@ import re
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from service.errors import InvalidArgumentError
 
-__all__ = ["ModelRepository", "TensorSignature", "config_pbtxt", "inspect_onnx", "signature_from_json"]
+__all__ = [
+    "MODEL_FILE",
+    "ORIGINALS",
+    "ModelRepository",
+    "Signature",
+    "TensorSignature",
+    "config_pbtxt",
+    "inspect_onnx",
+    "signature_from_json",
+]
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
+ORIGINALS = "original"
+"""The folder of a converted network's uploaded files, inside its model folder."""
 
 _ONNX_TYPES = {
     "tensor(float)": "FP32",
@@ -70,16 +83,26 @@ class Signature:
     outputs: tuple[TensorSignature, ...]
     max_batch_size: int
     """0: the graph's tensors have no batch dimension Triton may use."""
+    names: Mapping[str, str] = field(default_factory=dict)
+    """Other names of the served tensors → their served names: a converted network's names as uploaded
+    (``image_tensor:0`` → ``image_tensor``, a SavedModel's signature keys). Empty for ONNX uploads."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        raw: dict[str, Any] = {
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
             "max_batch_size": self.max_batch_size,
         }
+        if self.names:
+            raw["names"] = dict(sorted(self.names.items()))
+        return raw
 
     def input(self, name: str) -> TensorSignature | None:
         return next((t for t in self.inputs if t.name == name), None)
+
+    def served(self, name: str) -> str:
+        """The served name of a tensor given by any of its names (unknown names come back unchanged)."""
+        return self.names.get(name, name)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -90,7 +113,8 @@ def signature_from_json(raw: Mapping[str, Any]) -> Signature:
     def tensors(items: Sequence[Mapping[str, Any]]) -> tuple[TensorSignature, ...]:
         return tuple(TensorSignature(t["name"], t["dtype"], tuple(int(d) for d in t["dims"])) for t in items)
 
-    return Signature(tensors(raw["inputs"]), tensors(raw["outputs"]), int(raw["max_batch_size"]))
+    names = {str(k): str(v) for k, v in (raw.get("names") or {}).items()}
+    return Signature(tensors(raw["inputs"]), tensors(raw["outputs"]), int(raw["max_batch_size"]), names)
 
 
 def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Signature:

@@ -19,7 +19,10 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,13 @@ ENABLE_HINT = (
 )
 _USER_ERROR = 2
 _UNSUPPORTED = 3
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    returncode: int
+    stderr: str
 
 
 def detect_format(data: bytes) -> str:
@@ -88,8 +98,33 @@ def _layout(files: Mapping[str, Path], workdir: Path) -> tuple[Path, str]:
     return folder, kind
 
 
+def _communicate(command: list[str], timeout_s: float, cancel: threading.Event | None) -> _Done:
+    """Run the worker to its end, killing it past ``timeout_s`` or as soon as ``cancel`` is set."""
+    deadline = time.monotonic() + timeout_s
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        while True:
+            try:
+                _, stderr = process.communicate(timeout=_POLL_S)
+                return _Done(process.returncode, stderr)
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    process.kill()
+                    process.communicate()
+                    raise ConversionError("TensorFlow conversion cancelled") from None
+                if time.monotonic() >= deadline:
+                    process.kill()
+                    process.communicate()
+                    raise ConversionError(f"TensorFlow conversion took more than {timeout_s:.0f} s") from None
+
+
 def _run_worker(
-    python: Path, model: Path, out: Path, inputs: Sequence[str], outputs: Sequence[str], timeout_s: float
+    python: Path,
+    model: Path,
+    out: Path,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    timeout_s: float,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     command = [
         str(python),
@@ -105,9 +140,7 @@ def _run_worker(
     ]
     log.info("converting TensorFlow network %s with %s", model.name, python)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise ConversionError(f"TensorFlow conversion took more than {timeout_s:.0f} s") from None
+        done = _communicate(command, timeout_s, cancel)
     except OSError as exc:
         raise ConverterUnavailableError(f"{ENABLE_HINT} ({python}: {exc.strerror})") from None
     if done.returncode == _UNSUPPORTED:
@@ -189,12 +222,15 @@ def convert_tensorflow(
     input_names: Sequence[str] = (),
     output_names: Sequence[str] = (),
     timeout_s: float = 600.0,
+    cancel: threading.Event | None = None,
 ) -> ConversionResult:
     """Convert an uploaded TensorFlow network (its files by name) to ONNX, working inside ``workdir``.
 
     ``python``: the TensorFlow environment's interpreter (None: not installed → ConverterUnavailableError).
     ``input_names`` / ``output_names``: graph tensors to use (``image_tensor:0`` or ``image_tensor``); by default
     a SavedModel's serving signature, or a frozen graph's placeholders and sinks (tensors no op consumes).
+    ``cancel``: once set (by another thread), the TensorFlow process is killed within 0.2 s and the call raises
+    ConversionError; so is it past ``timeout_s``.
     """
     if python is None:
         raise ConverterUnavailableError(ENABLE_HINT)
@@ -204,7 +240,7 @@ def convert_tensorflow(
     model_path, _ = _layout(files, workdir)
     out = workdir / "converted"
     out.mkdir(exist_ok=True)
-    meta = _run_worker(python, model_path, out, input_names, output_names, timeout_s)
+    meta = _run_worker(python, model_path, out, input_names, output_names, timeout_s, cancel)
     kind = meta["kind"]
     model = load_model((out / "model.onnx").read_bytes(), "model.onnx")
     entries = [*meta["inputs"], *meta["outputs"]]
