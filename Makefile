@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream zoo-eval-service eval-tracking tf-env test-tf fixtures clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream zoo zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,27 @@ fixtures: $(STAMP) $(TF_STAMP)
 	$(BIN)/python -m tools.fixtures.caffe_fixtures
 	$(BIN)/python -m tools.fixtures.onnx_originals
 
+ZOO_VENV  := .venv-zoo
+ZOO_STAMP := $(ZOO_VENV)/.installed-stamp
+$(ZOO_STAMP): zoo/requirements.txt
+	$(PYTHON) -m venv $(ZOO_VENV)
+	$(ZOO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ZOO_VENV)/bin/python -m pip install --quiet -r zoo/requirements.txt
+	touch $@
+
+## Rebuild every demo model from scratch (PyTorch CPU, dev-only; about 15 minutes on 2 cores), then its figures.
+zoo: $(ZOO_STAMP)
+	PYTHONPATH=. $(ZOO_VENV)/bin/python -m zoo.train
+	PYTHONPATH=. $(ZOO_VENV)/bin/python -m zoo.evaluate --json zoo/figures.json
+
+## The zoo's held-out evaluation offline (onnxruntime + postprocess; pycocotools for mAP).
+zoo-eval: $(STAMP)
+	$(BIN)/python -m zoo.evaluate
+
+## The sample video (samples/shapes.mp4) and its ground truth.
+zoo-video: $(STAMP)
+	$(BIN)/python -m zoo.video
+
 EVAL_STAMP := $(VENV)/.eval-stamp
 $(EVAL_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[eval]'
@@ -104,4 +125,4 @@ bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_bench
 
 clean:
-	rm -rf $(VENV) $(TF_VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check
+	rm -rf $(VENV) $(TF_VENV) $(ZOO_VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check

@@ -50,7 +50,6 @@ def _truth_as_result(scene: scenes.Scene, jitter: float = 0.0) -> dict[str, Any]
 
 
 def test_detector_map_of_perfect_and_wrong_answers() -> None:
-    pytest.importorskip("pycocotools")
     items = [scenes.detection_scene(scenes.scene_seed(2, i)) for i in range(6)]
     perfect = iter([_truth_as_result(s) for s in items])
     assert evaluate.evaluate_detector(lambda _png: next(perfect), items)["map50"] == pytest.approx(1.0)

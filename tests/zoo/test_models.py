@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 from zoo import fixtures, scenes
-
-pytest.importorskip("onnxruntime")
 from zoo.runtime import REPOSITORY, ZOO_MODELS, OfflineModel
 
 SINGLE = [c for c in fixtures.CASES if len(c.placements) == 1]

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service import catalog, meanfile
+from service import preprocess as service_preprocess
 from zoo import preprocess, scenes
 
 
@@ -95,7 +97,6 @@ def test_binaryproto_round_trip(tmp_path: Path) -> None:
 
 
 def test_bundled_binaryproto_reads_the_same_in_the_service() -> None:
-    meanfile = pytest.importorskip("service.meanfile")
     path = Path(__file__).resolve().parents[2] / "model_repository" / "shapes-classifier" / "mean.binaryproto"
     np.testing.assert_array_equal(meanfile.load_mean(path, 3), preprocess.load_mean(path, 3))
 
@@ -105,8 +106,6 @@ def test_bundled_binaryproto_reads_the_same_in_the_service() -> None:
 )
 def test_same_tensors_as_the_service(model_id: str) -> None:
     """The offline evaluation feeds the networks exactly what the service feeds them."""
-    service_preprocess = pytest.importorskip("service.preprocess")
-    catalog = pytest.importorskip("service.catalog")
     repository = Path(__file__).resolve().parents[2] / "model_repository"
     deployment = catalog.Catalog.load(repository).for_version(
         {"shapes-classifier": "shapes-v1.1", "shapes-tagger": "shape-tags-v1.1"}.get(model_id, f"{model_id}-v1.1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import numpy as np
-import pytest
 
 from zoo import video
 
@@ -34,7 +34,6 @@ def test_sidecar_matches_the_frames() -> None:
 
 
 def test_video_file_decodes_to_the_frames() -> None:
-    av = pytest.importorskip("av")
     with av.open(str(SAMPLES / "shapes.mp4")) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     frames = list(video.frames())
