@@ -3,9 +3,8 @@
 Each track keeps its last box and its velocity (the change of the box per frame). On a new frame every live
 track is moved forward by its velocity, then detections are matched to tracks of the **same label**, greedily by
 decreasing IoU: first pairs at or above ``iou_threshold``, then, among what is left, pairs at or above a third
-of it. A matched detection takes the track's id; an
-unmatched one starts a new track; a track unmatched for more than ``max_age`` frames ends. Ids start at 1 and are
-never reused within a tracker.
+of it. A matched detection takes the track's id; an unmatched one starts a new track; a track unmatched for more
+than ``max_age`` frames ends. Ids start at 1 and are never reused within a tracker.
 
 Boxes are normalised xyxy (any consistent unit works); frames must be given in order.
 """

@@ -40,6 +40,7 @@ __all__ = [
     "FrameTiming",
     "Ordering",
     "RawPixels",
+    "SkipKind",
     "StreamConfig",
     "StreamRunner",
 ]
@@ -58,6 +59,14 @@ class DropPolicy(enum.Enum):
     BLOCK = "BLOCK"
     DROP_OLDEST = "DROP_OLDEST"
     DROP_NEWEST = "DROP_NEWEST"
+
+
+class SkipKind(enum.Enum):
+    """Why a frame was skipped (the metrics' ``reason`` label)."""
+
+    DROP_NEWEST = "drop_newest"
+    DROP_OLDEST = "drop_oldest"
+    TOO_OLD = "too_old"
 
 
 class FrameStatus(enum.Enum):
@@ -117,6 +126,7 @@ class FrameOutcome:
     status: FrameStatus
     result: RecognitionResult | None = None
     skip_reason: str = ""
+    skip_kind: SkipKind | None = None
     error: SightlineError | None = None
     timing: FrameTiming = field(default_factory=FrameTiming)
 
@@ -166,8 +176,8 @@ class StreamRunner:
         if self._metrics is None:
             return
         self._metrics.frames.labels(outcome.status.value).inc()
-        if outcome.status is FrameStatus.SKIPPED:
-            self._metrics.frames_dropped.labels(outcome.skip_reason.split(":")[0].split(" (")[0]).inc()
+        if outcome.skip_kind is not None:
+            self._metrics.frames_dropped.labels(outcome.skip_kind.value).inc()
 
     def stream(self, messages: AsyncIterator[StreamConfig | FrameInput]) -> AsyncIterator[FrameOutcome]:
         """Outcomes of the frames of ``messages``, whose first item must be a ``StreamConfig``."""
@@ -301,10 +311,18 @@ class _Stream:
                 self._seq += 1
                 if len(self._waiting) >= self._max_in_flight:
                     if self._config.drop_policy is DropPolicy.DROP_NEWEST:
-                        self._deliver(item.seq, _skipped(message, "dropped: max_in_flight frames were already waiting"))
+                        self._deliver(
+                            item.seq,
+                            _skipped(
+                                message, SkipKind.DROP_NEWEST, "dropped: max_in_flight frames were already waiting"
+                            ),
+                        )
                         continue
                     oldest = self._waiting.popleft()
-                    self._deliver(oldest.seq, _skipped(oldest.frame, "dropped for a newer frame (DROP_OLDEST)"))
+                    self._deliver(
+                        oldest.seq,
+                        _skipped(oldest.frame, SkipKind.DROP_OLDEST, "dropped for a newer frame (DROP_OLDEST)"),
+                    )
                 self._waiting.append(item)
                 self._wake.set()
         except asyncio.CancelledError:
@@ -333,7 +351,10 @@ class _Stream:
                 limit = item.settings.max_latency_ms
                 age_ms = (time.perf_counter() - item.read_at) * 1e3
                 if limit and age_ms > limit:
-                    self._deliver(item.seq, _skipped(item.frame, f"too old: waited {age_ms:.0f} ms > {limit} ms"))
+                    self._deliver(
+                        item.seq,
+                        _skipped(item.frame, SkipKind.TOO_OLD, f"too old: waited {age_ms:.0f} ms > {limit} ms"),
+                    )
                     continue
                 self._processing += 1
                 task = asyncio.create_task(self._process(item))
@@ -373,8 +394,8 @@ class _Stream:
         self._out.put_nowait(outcome)
 
 
-def _skipped(frame: FrameInput, reason: str) -> FrameOutcome:
-    return FrameOutcome(frame.frame_id, frame.timestamp, FrameStatus.SKIPPED, skip_reason=reason)
+def _skipped(frame: FrameInput, kind: SkipKind, reason: str) -> FrameOutcome:
+    return FrameOutcome(frame.frame_id, frame.timestamp, FrameStatus.SKIPPED, skip_reason=reason, skip_kind=kind)
 
 
 def _tracked(outcome: FrameOutcome, trackers: dict[int, IouTracker]) -> FrameOutcome:

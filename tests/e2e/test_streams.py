@@ -230,3 +230,19 @@ async def test_half_close_delivers_every_remaining_result(slow_recognition: Stub
     assert [r.frame_id for r in responses] == list(range(5))
     assert all(top(r) == "white" for r in responses)
     assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_dropped_frames_are_counted_by_reason(slow_app: Application, slow_recognition: Stub) -> None:
+    def dropped(reason: str) -> float:
+        value = slow_app.metrics.registry.get_sample_value("sightline_frames_dropped_total", {"reason": reason})
+        return value or 0.0
+
+    before = dropped("drop_newest")
+    messages = [
+        slow_config(max_in_flight=1, drop_policy=streams_pb2.DROP_NEWEST),
+        *(frame(i, "red") for i in range(12)),
+    ]
+    responses = await run(slow_recognition, messages)
+    skipped = sum(r.status == streams_pb2.SKIPPED for r in responses)
+    assert skipped > 0
+    assert dropped("drop_newest") - before == skipped
