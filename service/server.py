@@ -189,6 +189,7 @@ async def _start_server(
         max_pending=settings.max_pending_tasks,
         max_kept=settings.max_kept_tasks,
         prune_every=100,
+        stale_after_s=settings.task_stale_after_s,
     )
     fetcher = (
         UrlFetcher(

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_kept_tasks: int = Field(10_000, ge=1)
     """Finished tasks kept for GetTask; the oldest are forgotten first."""
 
+    task_stale_after_s: float = Field(600.0, gt=0)
+    """An inference task still pending after this long, and not running in the replica that reads it, is answered
+    (and recorded) as an error: the replica that ran it stopped. Inference is bounded by the Triton and URL
+    timeouts, far below this."""
+
     log_level: str = "INFO"
     log_json: bool = False
     """Log one JSON object per line instead of text."""

@@ -119,6 +119,7 @@ class TaskRunner(Generic[R]):
         max_pending: int = 256,
         max_kept: int = 10_000,
         prune_every: int = 1,
+        stale_after_s: float | None = None,
     ) -> None:
         self._backend = backend if backend is not None else MemoryTaskBackend()
         self._encode = encode
@@ -128,6 +129,8 @@ class TaskRunner(Generic[R]):
         self._prune_every = prune_every
         self._finished = 0
         self._running: set[asyncio.Task[None]] = set()
+        self._local: set[str] = set()  # ids of the tasks running in this replica
+        self._stale_after_s = stale_after_s
 
     @property
     def pending(self) -> int:
@@ -153,7 +156,9 @@ class TaskRunner(Generic[R]):
         """Run ``work`` for an already stored pending task; its outcome finishes the task."""
         runner = asyncio.create_task(self._run(record, work), name=f"task-{record.id}")
         self._running.add(runner)
+        self._local.add(record.id)
         runner.add_done_callback(self._running.discard)
+        runner.add_done_callback(lambda _: self._local.discard(record.id))
 
     async def _run(self, record: TaskRecord, work: Callable[[], Awaitable[R | None]]) -> None:
         status, error, data = "success", None, None
@@ -195,7 +200,7 @@ class TaskRunner(Generic[R]):
         found = await self._backend.get_tasks(organisation, [task_id])
         if (record := found.get(task_id)) is None:
             raise NotFoundError("task", task_id)
-        return self._task(record)
+        return self._task(await self._unless_stale(record))
 
     async def get_many(self, task_ids: Sequence[str], *, organisation: str = DEFAULT_ORGANISATION) -> list[Task[R]]:
         if not task_ids:
@@ -208,7 +213,23 @@ class TaskRunner(Generic[R]):
         for task_id in task_ids:
             if task_id not in found:
                 raise NotFoundError("task", task_id)
-        return [self._task(found[t]) for t in task_ids]
+        checked = {t: await self._unless_stale(found[t]) for t in found}
+        return [self._task(checked[t]) for t in task_ids]
+
+    async def _unless_stale(self, record: TaskRecord) -> TaskRecord:
+        """A pending inference task that outlived ``stale_after_s`` and does not run here: its replica stopped, so
+        it is recorded (and answered) as an error rather than left pending for ever."""
+        if (
+            self._stale_after_s is None
+            or record.status != "pending"
+            or record.kind != "inference"
+            or record.id in self._local
+            or (_now() - record.date_created).total_seconds() <= self._stale_after_s
+        ):
+            return record
+        error = "lost: the server running this task stopped before it finished; submit it again"
+        await self._backend.finish_task(record.id, "error", error, None)
+        return replace(record, status="error", error=error, date_updated=_now())
 
     async def close(self) -> None:
         """Cancel the tasks still running and wait for them (they are recorded as errors)."""

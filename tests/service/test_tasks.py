@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from postprocess.types import BBox, LabelsResult, Prediction
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
 from service.recognition import RecognitionResult
-from service.tasks import TaskRunner, TaskStatus, decode_result, encode_result
+from service.store import TaskRecord
+from service.tasks import MemoryTaskBackend, TaskRunner, TaskStatus, decode_result, encode_result
 
 
 async def test_task_goes_from_pending_to_success() -> None:
@@ -104,3 +106,31 @@ def test_results_round_trip_through_json() -> None:
         )
     )
     assert decode_result(encode_result(result)) == result
+
+
+async def test_a_task_left_pending_by_a_stopped_replica_ends_in_error() -> None:
+    backend = MemoryTaskBackend()
+    old = datetime.now(UTC) - timedelta(hours=1)
+    orphan = TaskRecord("orphan", "local", "inference", "pending", None, None, old, old)
+    deploying = TaskRecord("deploying", "local", "deployment", "pending", None, None, old, old)
+    await backend.insert_task(orphan)
+    await backend.insert_task(deploying)
+    runner: TaskRunner[int] = TaskRunner(backend, stale_after_s=600)
+    lost = await runner.get("orphan")
+    assert lost.status is TaskStatus.ERROR
+    assert "stopped" in (lost.error or "")
+    assert (await backend.get_tasks("local", ["orphan"]))["orphan"].status == "error", "recorded, not only answered"
+    assert (await runner.get("deploying")).status is TaskStatus.PENDING, "deployments are the registry's business"
+
+    gate = asyncio.Event()
+
+    async def slow() -> int:
+        await gate.wait()
+        return 1
+
+    young: TaskRunner[int] = TaskRunner(backend, stale_after_s=1e-9)
+    running = await young.submit(slow)
+    await asyncio.sleep(0.01)
+    assert (await young.get(running.id)).status is TaskStatus.PENDING, "a task running here is never stale"
+    gate.set()
+    await young.close()
