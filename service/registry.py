@@ -356,7 +356,13 @@ class Registry:
                         "chunk.data", f"{name!r} is larger than its announced {declared.size} bytes"
                     )
                 upload.received[name] = received
-                await asyncio.to_thread(_write, upload, name, data)
+                write = asyncio.ensure_future(asyncio.to_thread(_write, upload, name, data))
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    # The thread goes on after a cancellation: let it finish (it may open a file) before closing.
+                    await asyncio.wait([write])
+                    raise
         finally:
             for handle in upload.handles.values():
                 handle.close()
