@@ -13,9 +13,11 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
+    "MalformedRequestError",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "ShuttingDownError",
     "SightlineError",
     "SourceUnavailableError",
     "UnavailableError",
@@ -53,6 +55,12 @@ class InvalidArgumentError(SightlineError):
     def field(cls, field: str, description: str) -> InvalidArgumentError:
         """An error about one field, whose message names the field."""
         return cls(f"{field}: {description}", (FieldViolation(field, description),))
+
+
+class MalformedRequestError(InvalidArgumentError):
+    """The request's bytes do not parse as the protobuf message of the method called."""
+
+    reason = "MALFORMED_REQUEST"
 
 
 class NotFoundError(SightlineError):
@@ -94,6 +102,15 @@ class UnavailableError(SightlineError):
     def __init__(self, message: str, retry_after_s: float | None = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ShuttingDownError(UnavailableError):
+    """This server is draining: the call may be retried at once, on another replica."""
+
+    reason = "SERVER_SHUTTING_DOWN"
+
+    def __init__(self, retry_after_s: float | None = 0.5) -> None:
+        super().__init__("this server is shutting down; retry the call (another replica will take it)", retry_after_s)
 
 
 class SourceUnavailableError(UnavailableError):

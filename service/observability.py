@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -165,15 +166,17 @@ class _Observation:
 
         return wrapper
 
-    def streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+    def streaming(self, behaviour: Callable[..., AsyncGenerator[Any]]) -> Callable[..., AsyncGenerator[Any]]:
+        async def wrapper(request: Any, context: Any) -> AsyncGenerator[Any]:
             _, span = self._begin(context)
             started = time.perf_counter()
             error: BaseException | None = None
             try:
+                # The generator below is closed here, in the call's task (see service.api.lifecycle).
                 with trace.use_span(span, end_on_exit=False):
-                    async for item in behaviour(request, context):
-                        yield item
+                    async with contextlib.aclosing(behaviour(request, context)) as items:
+                        async for item in items:
+                            yield item
             except BaseException as exc:
                 error = exc
                 raise

@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -27,6 +27,7 @@ from service._proto.sightline.v1 import (
     tasks_pb2_grpc,
 )
 from service.api.auth import AuthInterceptor
+from service.api.lifecycle import CallLifecycle
 from service.api.servicers.networks import NetworkServicer
 from service.api.servicers.recognition import RecognitionServicer
 from service.api.servicers.tasks import TaskServicer
@@ -49,6 +50,9 @@ from service.triton.gateway import GrpcTritonGateway
 __all__ = ["SERVICE_NAMES", "Application", "running", "serve", "serve_in_thread", "start"]
 
 log = logging.getLogger(__name__)
+
+_TRITON_STOP_RESERVE_S = 3.0
+"""The part of the drain grace kept for stopping the embedded Triton."""
 
 SERVICE_NAMES = (
     recognition_pb2.DESCRIPTOR.services_by_name["RecognitionService"].full_name,
@@ -74,18 +78,36 @@ class Application:
     metrics_port: int | None = None
     metrics_server: Any = None
     triton: EmbeddedTriton | None = None
+    lifecycle: CallLifecycle = field(default_factory=CallLifecycle)
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Drain: health NOT_SERVING, streams stop reading and finish their frames, new calls are refused, open
-        calls get ``grace_s`` to finish; then the tasks, the Triton client and the embedded Triton are closed."""
+    async def stop(self, grace_s: float = 5.0, *, delay_s: float = 0.0) -> None:
+        """Drain within ``grace_s`` seconds, Triton included.
+
+        Health turns NOT_SERVING at once (``""`` too) while the listener stays open for ``delay_s`` more, so that
+        load balancers see it before connections are refused; then new calls are answered UNAVAILABLE, streams
+        stop reading and answer the frames they hold, and open calls may finish until a reserve for stopping the
+        embedded Triton is left, when those still open are aborted with UNAVAILABLE. Then the tasks, the Triton
+        client, the store and the embedded Triton are closed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         await self.health.drain()
+        if delay_s > 0:
+            await asyncio.sleep(min(delay_s, grace_s))
+        self.lifecycle.refuse_new()
         self.streams.drain()
-        await self.server.stop(grace_s)
+        reserve = min(_TRITON_STOP_RESERVE_S, grace_s / 4) if self.triton is not None else 0.0
+        calls_deadline = deadline - reserve
+        # gRPC's own grace is only a backstop: the calls are ended below, with UNAVAILABLE rather than CANCELLED.
+        stopping = asyncio.create_task(self.server.stop(max(0.0, calls_deadline - loop.time()) + 1.0))
+        await self.lifecycle.settle(calls_deadline - loop.time())
+        await self.lifecycle.expire()
+        await stopping
         await self.tasks.close()
         await self.gateway.close()
         await self.store.close()
         if self.triton is not None:
-            await self.triton.stop()
+            await self.triton.stop(max(0.5, deadline - loop.time()))
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -118,6 +140,8 @@ def _server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        # gRPC's default lets a second server bind the same port and take half the connections.
+        ("grpc.so_reuseport", 0),
     ]
     if settings.max_connection_age_s:
         options += [
@@ -234,8 +258,9 @@ async def _start_server(
             settings.auth,
             settings.host,
         )
+    lifecycle = CallLifecycle()
     server = grpc.aio.server(
-        interceptors=[ObservabilityInterceptor(metrics, tracer), AuthInterceptor(authenticator)],
+        interceptors=[lifecycle, ObservabilityInterceptor(metrics, tracer), AuthInterceptor(authenticator)],
         options=_server_options(settings),
     )
     recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
@@ -250,9 +275,15 @@ async def _start_server(
         server,
     )
     address = f"{settings.host}:{settings.port}"
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises this when the address cannot be bound
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind {address}")
+        raise OSError(
+            f"could not listen on {address}: the port is in use (another sightline serve?) or the address is not "
+            "this machine's; set SIGHTLINE_PORT / SIGHTLINE_HOST"
+        )
     monitor = HealthMonitor(
         health_servicer,
         gateway,
@@ -283,6 +314,7 @@ async def _start_server(
         metrics_port,
         metrics_server,
         triton,
+        lifecycle,
     )
 
 
@@ -293,7 +325,7 @@ async def running(settings: Settings) -> AsyncIterator[Application]:
     try:
         yield app
     finally:
-        await app.stop(settings.drain_grace_s)
+        await app.stop(settings.drain_grace_s, delay_s=settings.drain_delay_s)
 
 
 async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) -> None:

@@ -75,7 +75,11 @@ class Settings(BaseSettings):
     """How often Triton and each model are checked for the health service."""
 
     drain_grace_s: float = Field(20.0, ge=0)
-    """On SIGTERM: how long open calls and streams get to finish before they are cancelled."""
+    """On SIGTERM: the whole drain, the embedded Triton's stop included, takes at most this long; calls still open
+    near its end are answered UNAVAILABLE."""
+    drain_delay_s: float = Field(0.0, ge=0)
+    """On SIGTERM: how long the listener stays open after health turns NOT_SERVING (part of the grace), so that
+    Envoy's and Kubernetes' health checks see NOT_SERVING before connections are refused."""
 
     keepalive_time_s: float = Field(30.0, gt=0)
     """Server keepalive pings on idle connections (meshes and load balancers drop silent ones)."""

@@ -19,7 +19,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -179,7 +179,7 @@ class StreamRunner:
         if outcome.skip_kind is not None:
             self._metrics.frames_dropped.labels(outcome.skip_kind.value).inc()
 
-    def stream(self, messages: AsyncIterator[StreamConfig | FrameInput]) -> AsyncIterator[FrameOutcome]:
+    def stream(self, messages: AsyncIterator[StreamConfig | FrameInput]) -> AsyncGenerator[FrameOutcome]:
         """Outcomes of the frames of ``messages``, whose first item must be a ``StreamConfig``."""
         return _Stream(self, messages).run()
 
@@ -257,7 +257,7 @@ class _Stream:
         self._reader: asyncio.Task[None] | None = None
         self._trackers: dict[int, IouTracker] | None = None
 
-    async def run(self) -> AsyncIterator[FrameOutcome]:
+    async def run(self) -> AsyncGenerator[FrameOutcome]:
         first = await anext(self._messages, None)
         if not isinstance(first, StreamConfig):
             raise InvalidArgumentError.field("config", "the first message of a stream must be a config")

@@ -7,7 +7,8 @@ of the call, inside the handler (where the servicer runs), for unary and streami
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -65,10 +66,11 @@ class _Guard:
 
         return wrapper
 
-    def streaming(self, behaviour: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+    def streaming(self, behaviour: Callable[..., AsyncGenerator[Any]]) -> Callable[..., AsyncGenerator[Any]]:
+        async def wrapper(request: Any, context: Any) -> AsyncGenerator[Any]:
             PRINCIPAL.set(await self._principal(context))
-            async for item in behaviour(request, context):
-                yield item
+            async with contextlib.aclosing(behaviour(request, context)) as items:
+                async for item in items:
+                    yield item
 
         return wrapper

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
 import grpc
@@ -10,7 +10,7 @@ import grpc
 __all__ = ["wrap_handler"]
 
 Unary = Callable[[Any, Any], Awaitable[Any]]
-Streaming = Callable[[Any, Any], AsyncIterator[Any]]
+Streaming = Callable[[Any, Any], AsyncGenerator[Any]]
 
 
 def wrap_handler(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any, TypeAlias
 
@@ -147,15 +148,19 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
     @grpc_stream_errors
     async def StreamRecognize(
         self, request_iterator: AsyncIterator[streams_pb2.StreamRecognizeRequest], context: Context
-    ) -> AsyncIterator[streams_pb2.StreamRecognizeResponse]:
+    ) -> AsyncGenerator[streams_pb2.StreamRecognizeResponse]:
         organisation = current_principal().organisation
 
-        async def messages() -> AsyncIterator[StreamConfig | FrameInput]:
+        async def messages() -> AsyncGenerator[StreamConfig | FrameInput]:
             async for message in request_iterator:
                 item = stream_message(message)
                 if isinstance(item, StreamConfig):
                     item = replace(item, target=replace(item.target, organisation=organisation))
                 yield item
 
-        async for outcome in self._streams.stream(messages()):
-            yield outcome_to_proto(outcome)
+        async with (
+            contextlib.aclosing(messages()) as requests,
+            contextlib.aclosing(self._streams.stream(requests)) as outcomes,
+        ):
+            async for outcome in outcomes:
+                yield outcome_to_proto(outcome)
