@@ -12,6 +12,7 @@ __all__ = [
     "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",
+    "InferenceFailedError",
     "InvalidArgumentError",
     "MalformedRequestError",
     "NotFoundError",
@@ -82,6 +83,12 @@ class FailedPreconditionError(SightlineError):
     """The request is valid but the system is not in a state to serve it (e.g. a spec without a version)."""
 
     reason = "FAILED_PRECONDITION"
+
+
+class InferenceFailedError(FailedPreconditionError):
+    """The inference server ran the network and it failed; the same request will fail again."""
+
+    reason = "INFERENCE_FAILED"
 
 
 class ResourceExhaustedError(SightlineError):

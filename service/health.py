@@ -2,8 +2,10 @@
 
 Service names: ``""`` (the process), ``sightline.v1.RecognitionService`` and the other services, and
 ``model/<network-id>`` for each public model (the Triton model that serves it). A monitor polls Triton: while it
-cannot be reached everything but the process is NOT_SERVING; a model is SERVING only while Triton has it ready.
-Draining sets everything to NOT_SERVING for good.
+cannot be reached the services are NOT_SERVING, and so is ``""`` when the Triton is the embedded one (then the
+container can serve nothing, and its health check must say so; with a remote Triton ``""`` stays SERVING, so that
+a liveness probe does not restart replicas that are healthy while Triton is away). A model is SERVING only while
+Triton has it ready. Draining sets everything to NOT_SERVING for good.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ class HealthMonitor:
         models: Sequence[str],
         *,
         interval_s: float = 2.0,
+        process_follows_triton: bool = False,
     ) -> None:
         self._servicer = servicer
         self._gateway = gateway
         self._services = tuple(services)
         self._models = tuple(models)
         self._interval_s = interval_s
+        self._process_follows_triton = process_follows_triton
         self._task: asyncio.Task[None] | None = None
         self._draining = False
         self.triton_reachable = False
@@ -55,12 +59,24 @@ class HealthMonitor:
         if live != self.triton_reachable:
             (log.info if live else log.error)("Triton is %s", "reachable" if live else "unreachable")
         self.triton_reachable = live
-        await self._servicer.set("", SERVING)
+        if self._draining:  # drain() ran while Triton was being asked
+            return
+        await self._servicer.set("", SERVING if live or not self._process_follows_triton else NOT_SERVING)
         for name in self._services:
             await self._servicer.set(name, SERVING if live else NOT_SERVING)
         for model in self._models:
             ready = live and await self._gateway.model_ready(model)
             await self._servicer.set(model_service_name(model), SERVING if ready else NOT_SERVING)
+
+    async def triton_down(self) -> None:
+        """Triton is known to be gone (the embedded one exited): NOT_SERVING now, without waiting for a poll."""
+        if self._draining:
+            return
+        self.triton_reachable = False
+        if self._process_follows_triton:
+            await self._servicer.set("", NOT_SERVING)
+        for name in (*self._services, *(model_service_name(m) for m in self._models)):
+            await self._servicer.set(name, NOT_SERVING)
 
     async def start(self) -> None:
         await self.check_once()

@@ -67,6 +67,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.triton_in_flight = Gauge(
+            "sightline_triton_requests_in_flight", "Inference requests sent to Triton and not answered yet.", registry=r
+        )
         self.tasks_pending = Gauge(
             "sightline_tasks_pending", "Asynchronous inference tasks queued or running.", registry=r
         )

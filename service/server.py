@@ -250,6 +250,7 @@ async def _start_server(
     )
     streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels, metrics=metrics)
     metrics.tasks_pending.set_function(lambda: tasks.pending)
+    metrics.triton_in_flight.set_function(lambda: gateway.in_flight)
 
     authenticator = Authenticator(store, enabled=settings.auth_enabled, cache_s=settings.auth_cache_s)
     if not authenticator.enabled:
@@ -290,6 +291,7 @@ async def _start_server(
         SERVICE_NAMES,
         [n.id for n in catalog.networks()],
         interval_s=settings.health_interval_s,
+        process_follows_triton=triton is not None,
     )
     await monitor.start()
     await registry.resume()

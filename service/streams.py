@@ -256,6 +256,7 @@ class _Stream:
         self._draining = False
         self._reader: asyncio.Task[None] | None = None
         self._trackers: dict[int, IouTracker] | None = None
+        self._unavailable = False
 
     async def run(self) -> AsyncGenerator[FrameOutcome]:
         first = await anext(self._messages, None)
@@ -374,7 +375,20 @@ class _Stream:
         finally:
             self._processing -= 1
             self._wake.set()
+        self._note_availability(outcome)
         self._deliver(item.seq, outcome)
+
+    def _note_availability(self, outcome: FrameOutcome) -> None:
+        """One log line per change between frames failing UNAVAILABLE (Triton away) and frames answered."""
+        unavailable = isinstance(outcome.error, UnavailableError)
+        if unavailable != self._unavailable:
+            self._unavailable = unavailable
+            if unavailable:
+                log.warning(
+                    "stream: frames fail with UNAVAILABLE from frame %s on (%s)", outcome.frame_id, outcome.error
+                )
+            else:
+                log.warning("stream: frames are answered again from frame %s on", outcome.frame_id)
 
     def _deliver(self, seq: int, outcome: FrameOutcome) -> None:
         if not self._ordered:

@@ -56,6 +56,8 @@ class TritonFixture:
     url: str
     models: Path
     """The writable repository the session's Triton serves besides the bundled one (test-only models)."""
+    metrics_url: str = ""
+    """Triton's Prometheus page (``nv_inference_pending_request_count`` ...)."""
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +69,8 @@ async def triton(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Trit
     write_slow_model(models)
     embedded = EmbeddedTriton([ROOT / "model_repository", models], work)
     url = await embedded.start(timeout_s=300)
-    yield TritonFixture(url, models)
+    assert embedded.ports is not None
+    yield TritonFixture(url, models, f"http://127.0.0.1:{embedded.ports.metrics}/metrics")
     await embedded.stop()
 
 

@@ -18,10 +18,24 @@ import tritonclient.grpc.aio as grpcclient
 from opentelemetry import trace
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from service.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError
+from service.errors import (
+    FailedPreconditionError,
+    InferenceFailedError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
 from service.observability import Metrics, trace_headers
 
-__all__ = ["GrpcTritonGateway", "ModelInfo", "ModelLoadError", "TensorInfo", "TritonGateway"]
+__all__ = [
+    "GrpcTritonGateway",
+    "ModelInfo",
+    "ModelLoadError",
+    "TensorInfo",
+    "TritonGateway",
+    "is_transient",
+    "status_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +106,13 @@ class TritonGateway(Protocol):
     async def close(self) -> None: ...
 
 
+_CHANNEL_ARGS = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 class GrpcTritonGateway:
     """A ``TritonGateway`` over ``tritonclient.grpc.aio`` (KServe v2 gRPC)."""
 
@@ -101,8 +122,12 @@ class GrpcTritonGateway:
         self._url = url
         self._metrics = metrics
         self._tracer = tracer or trace.get_tracer(__name__)
-        self._client = grpcclient.InferenceServerClient(url)
+        # gRPC's default reconnect backoff grows to 120 s: after a Triton restart calls would wait for it.
+        self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
         self._timeout_s = timeout_s
+        self.in_flight = 0
+        """Inference requests sent to Triton and not answered yet."""
+        self._reachable = True
         self._info: dict[str, ModelInfo] = {}
         self._info_lock = asyncio.Lock()
 
@@ -134,10 +159,29 @@ class GrpcTritonGateway:
                 try:
                     config = await self._client.get_model_config(model, as_json=True, client_timeout=self._timeout_s)
                 except InferenceServerException as exc:
-                    raise _domain_error(exc, model) from None
+                    raise self._failed(exc, model) from None
                 info = _model_info(model, config["config"])
                 self._info[model] = info
         return info
+
+    def _failed(self, exc: InferenceServerException, model: str) -> Exception:
+        """The domain error for a failed call; logs once when Triton stops answering, not once a call."""
+        if is_transient(exc):
+            if self._reachable:
+                self._reachable = False
+                log.warning(
+                    "Triton stopped answering (%s: %s); calls fail with UNAVAILABLE until it is back",
+                    status_name(exc) or "no status",
+                    exc.message() or exc,
+                )
+        else:
+            log.info("Triton refused a call for model %s: %s %s", model, status_name(exc), exc.message() or exc)
+        return _domain_error(exc, model)
+
+    def _answered(self) -> None:
+        if not self._reachable:
+            self._reachable = True
+            log.warning("Triton answers again")
 
     def forget(self, model: str) -> None:
         """Drop the cached configuration of a model (after it is unloaded or reloaded)."""
@@ -149,8 +193,8 @@ class GrpcTritonGateway:
             await self._client.load_model(model, client_timeout=timeout_s or self._timeout_s)
         except InferenceServerException as exc:
             message = str(exc.message() or exc)
-            log.warning("Triton could not load model %s: %s", model, message)
-            if "UNAVAILABLE" in str(exc.status() or "") or "Deadline" in message:
+            log.warning("Triton could not load model %s: %s %s", model, status_name(exc), message)
+            if is_transient(exc):
                 raise UnavailableError(
                     f"the inference server did not load model {model!r} in time: {message}"
                 ) from None
@@ -163,16 +207,15 @@ class GrpcTritonGateway:
         try:
             await self._client.unload_model(model, client_timeout=self._timeout_s)
         except InferenceServerException as exc:
-            message = str(exc.message() or exc)
-            if "NOT_FOUND" in str(exc.status() or "") or "not found" in message or "unknown model" in message:
+            if status_name(exc) == "NOT_FOUND":
                 return
-            raise _domain_error(exc, model) from None
+            raise self._failed(exc, model) from None
 
     async def loaded_models(self) -> set[str]:
         try:
             index = await self._client.get_model_repository_index(as_json=True, client_timeout=self._timeout_s)
         except InferenceServerException as exc:
-            raise _domain_error(exc, "(repository index)") from None
+            raise self._failed(exc, "(repository index)") from None
         return {str(m["name"]) for m in index.get("models", []) if m.get("state") in {"READY", "LOADING", "UNLOADING"}}
 
     async def infer(
@@ -187,6 +230,7 @@ class GrpcTritonGateway:
         started = time.perf_counter()
         with self._tracer.start_as_current_span(f"triton.infer {model}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute("triton.model", model)
+            self.in_flight += 1
             try:
                 result = await self._client.infer(
                     model,
@@ -197,10 +241,12 @@ class GrpcTritonGateway:
                 )
             except InferenceServerException as exc:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc.status())))
-                raise _domain_error(exc, model) from None
+                raise self._failed(exc, model) from None
             finally:
+                self.in_flight -= 1
                 if self._metrics is not None:
                     self._metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
+            self._answered()
         arrays: dict[str, npt.NDArray[Any]] = {}
         for name in outputs:
             array = result.as_numpy(name)
@@ -226,14 +272,30 @@ def _model_info(model: str, config: Mapping[str, Any]) -> ModelInfo:
     )
 
 
+_TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"})
+"""Triton's gRPC codes that may pass: retrying later can work. The others will fail the same way again."""
+_REJECTED = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE", "UNIMPLEMENTED"})
+
+
+def status_name(exc: InferenceServerException) -> str:
+    """The gRPC code name of a tritonclient error (``StatusCode.UNAVAILABLE`` → ``UNAVAILABLE``); "" if none."""
+    return str(exc.status() or "").removeprefix("StatusCode.")
+
+
+def is_transient(exc: InferenceServerException) -> bool:
+    # tritonclient raises without a status for failures of its own before any answer (no connection yet).
+    name = status_name(exc)
+    return not name or name in _TRANSIENT
+
+
 def _domain_error(exc: InferenceServerException, model: str) -> Exception:
-    status = str(exc.status() or "")
+    """A Triton failure in the service's words, by its gRPC status code (not its text, which changes)."""
+    name = status_name(exc)
     message = str(exc.message() or exc)
-    log.warning("Triton call for model %s failed: %s %s", model, status, message)
-    if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "Deadline" in message:
+    if is_transient(exc):
         return UnavailableError(f"the inference server did not answer for model {model!r}; retry later")
-    if "NOT_FOUND" in status or "unknown model" in message or "not found" in message:
+    if name == "NOT_FOUND":
         return NotFoundError("model", model)
-    if "INVALID_ARG" in status:
+    if name in _REJECTED:
         return InvalidArgumentError(f"the network rejected its inputs: {message}")
-    return UnavailableError(f"the inference server failed for model {model!r}: {message}")
+    return InferenceFailedError(f"the network failed on this input ({name or 'error'}): {message}")

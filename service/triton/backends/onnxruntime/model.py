@@ -83,4 +83,8 @@ class TritonPythonModel:
 
 
 def _error(exc: Exception) -> Any:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"onnxruntime: {exc}"))
+    # ONNX Runtime's InvalidArgument (a shape or type the graph refuses) will fail again on every retry: say so with
+    # Triton's INVALID_ARG, which reaches the client as a gRPC INVALID_ARGUMENT; anything else stays INTERNAL.
+    invalid = type(exc).__name__ in {"InvalidArgument", "InvalidGraph"}
+    code = pb_utils.TritonError.INVALID_ARG if invalid else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"onnxruntime: {exc}", code))
