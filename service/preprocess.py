@@ -1,6 +1,7 @@
 """Image source → decoded, cropped, resized and normalised input tensors, per a network's preprocessing.
 
-Pure: numpy and Pillow only. Images travel as (H, W, 3) uint8 RGB arrays; coordinates are normalised to [0, 1]
+Pure: numpy and Pillow only. Decoding (the boundary with untrusted bytes) lives in ``service.images`` and is
+re-exported here. Images travel as (H, W, 3) uint8 RGB arrays; coordinates are normalised to [0, 1]
 with the origin at the top-left corner. Each step reports how its output's coordinates map back to the source
 image (``Region``), so that boxes found in the network's input are returned in the source image's frame.
 """
@@ -9,15 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import urllib.parse
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from service.domain import (
     ColorChannels,
@@ -27,9 +26,12 @@ from service.domain import (
     Preprocessing,
     ResizeType,
 )
-from service.errors import InvalidArgumentError, ResourceExhaustedError
+from service.errors import InvalidArgumentError
+from service.images import DecodeBudget, EncodedImage, RGBImage, decode_image
 
 __all__ = [
+    "DecodeBudget",
+    "EncodedImage",
     "PreparedInputs",
     "RGBImage",
     "Region",
@@ -42,7 +44,6 @@ __all__ = [
     "resolve_source",
 ]
 
-RGBImage = npt.NDArray[np.uint8]
 _AXES = {
     # (H, W, C) → the order of the three non-batch dimensions.
     DimensionOrder.NCHW: (2, 0, 1),
@@ -133,31 +134,6 @@ def from_raw_pixels(data: bytes, width: int, height: int, channels: int, *, bgr:
     if channels == 1:
         return np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels[..., ::-1]) if bgr else pixels
-
-
-def decode_image(data: bytes, *, max_pixels: int) -> RGBImage:
-    """Decode an encoded image (any format Pillow reads) into (H, W, 3) uint8 RGB, EXIF orientation applied."""
-    if not data:
-        raise InvalidArgumentError.field("inputs[0].image", "the image is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            width, height = opened.size
-            if width * height > max_pixels:
-                raise ResourceExhaustedError(
-                    f"the image has {width}x{height} pixels, above this server's limit of {max_pixels}; send a "
-                    "smaller image"
-                )
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise InvalidArgumentError.field(
-            "inputs[0].image", "could not be decoded as an image (JPEG, PNG, BMP, GIF, TIFF, WebP ...)"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidArgumentError.field("inputs[0].image", f"is truncated or corrupt ({exc})") from None
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def crop(
