@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,10 +27,12 @@ from service.domain import (
     DEFAULT_MAX_PREDICTIONS,
     ClassificationPostProcessing,
     DetectionPostProcessing,
+    Preprocessing,
     SpecOutput,
 )
 from service.errors import FailedPreconditionError, InvalidArgumentError
-from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, decode_image, resolve_source
+from service.images import DecodeBudget, EncodedImage
+from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, resolve_source
 from service.sources import ImageFetcher, is_url_source
 from service.triton.gateway import ModelInfo, TritonGateway
 
@@ -40,6 +43,7 @@ __all__ = [
     "StageTiming",
     "Target",
     "check_max_predictions",
+    "needed_size",
     "with_thresholds",
 ]
 
@@ -90,6 +94,9 @@ class DeploymentResolver(Protocol):
 
 
 class Recognizer:
+    """The recognition use case. ``decode_budget`` is the pixel budget shared by every decode in flight (give the
+    same one to everything that decodes client images); default: its own, three times ``max_image_pixels``."""
+
     def __init__(
         self,
         resolver: DeploymentResolver,
@@ -98,12 +105,19 @@ class Recognizer:
         max_image_pixels: int = 40_000_000,
         triton_timeout_s: float | None = None,
         fetcher: ImageFetcher | None = None,
+        decode_budget: DecodeBudget | None = None,
     ) -> None:
         self._resolver = resolver
         self._gateway = gateway
         self._fetcher = fetcher
         self._max_image_pixels = max_image_pixels
         self._timeout_s = triton_timeout_s
+        self.decode_budget = decode_budget or DecodeBudget(3 * max_image_pixels)
+
+    def encoded(self, data: bytes) -> EncodedImage:
+        """A ``load`` for ``run`` that decodes ``data`` under this recognizer's limits and budget, at the reduced
+        scale the deployment and crop allow."""
+        return EncodedImage(data, self._max_image_pixels, self.decode_budget)
 
     async def resolve(self, target: Target) -> Deployment:
         if bool(target.spec_id) == bool(target.version_id):
@@ -130,7 +144,7 @@ class Recognizer:
             raise InvalidArgumentError.field("inputs[0].image", "has no image: set content or source")
         result, _ = await self.run(
             deployment,
-            lambda: decode_image(data, max_pixels=self._max_image_pixels),
+            self.encoded(data),
             image,
             show_discarded=show_discarded,
             max_predictions=max_predictions,
@@ -147,7 +161,10 @@ class Recognizer:
         max_predictions: int = DEFAULT_MAX_PREDICTIONS,
     ) -> tuple[RecognitionResult, StageTiming]:
         """One image through a deployment: ``load`` (decoding, run in a worker thread), crop, preprocessing,
-        Triton, post-processing. Returns the result and the time each stage took."""
+        Triton, post-processing. Returns the result and the time each stage took.
+
+        ``load`` may be any callable giving the decoded image; an ``EncodedImage`` (``encoded``) is decoded at the
+        smallest scale that still gives every image input its full target (``needed_size``)."""
         started = time.perf_counter()
         prepared = await asyncio.to_thread(self._prepare, load, crop_request, deployment)
         prepared_at = time.perf_counter()
@@ -178,13 +195,42 @@ class Recognizer:
     def _prepare(
         self, load: Callable[[], RGBImage], crop_request: ImageRequest | None, deployment: Deployment
     ) -> PreparedInputs:
-        decoded = load()
         request = crop_request or ImageRequest()
+        if isinstance(load, EncodedImage):
+            decoded = load.decode(min_size=needed_size(deployment.network.preprocessing, request))
+        else:
+            decoded = load()
         cropped, crop_region = crop(
             decoded, bbox=request.bbox, polygon=request.polygon, uniform_background=request.crop_uniform_background
         )
         prepared = build_inputs(cropped, deployment.network.preprocessing, deployment.means)
         return replace(prepared, region=crop_region.then(prepared.region))
+
+
+def needed_size(preprocessing: Preprocessing, request: ImageRequest) -> tuple[int, int] | None:
+    """The fewest (width, height) pixels of the whole image that still give every image input its full target.
+
+    The largest target over the image inputs (``NETWORK``'s N on both sides), divided by the fraction of the image
+    the crop keeps (a bbox or polygon covering a fraction f of the width needs target / f pixels of it), rounded up.
+    Exactly the needed size, with no margin: the decoder never goes below it (libjpeg's DCT scaling is itself a
+    low-pass reduction), so the final resize still only shrinks, by a factor under 2, antialiased. None (full size)
+    when there is no image input or the crop is invalid (``crop`` then reports it).
+    """
+    targets = [item.image.target for item in preprocessing.inputs if item.image is not None]
+    if not targets:
+        return None
+    width, height = max(t[0] for t in targets), max(t[1] for t in targets)
+    if request.polygon:
+        xs, ys = [p[0] for p in request.polygon], [p[1] for p in request.polygon]
+        box = (min(xs), min(ys), max(xs), max(ys))
+    elif request.bbox is not None:
+        box = request.bbox
+    else:
+        box = (0.0, 0.0, 1.0, 1.0)
+    fx, fy = box[2] - box[0], box[3] - box[1]
+    if not (0.0 < fx <= 1.0 and 0.0 < fy <= 1.0):
+        return None
+    return math.ceil(width / fx), math.ceil(height / fy)
 
 
 def check_max_predictions(max_predictions: int) -> None:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1)
     """Largest decoded image (width x height); larger ones are refused with RESOURCE_EXHAUSTED."""
 
+    decode_budget_pixels: int = Field(120_000_000, ge=1)
+    """Pixels being decoded at once, over all calls and streams (about 4 bytes of memory each while decoding; by
+    default three images of the largest size). A decode that would exceed it waits up to 2 s, then is refused with
+    RESOURCE_EXHAUSTED and a retry delay; one image larger than the whole budget is still decoded, alone."""
+
     max_pending_tasks: int = Field(256, ge=1)
     """Asynchronous inference tasks running at once; more are refused with RESOURCE_EXHAUSTED."""
 
