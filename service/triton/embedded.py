@@ -190,7 +190,7 @@ class EmbeddedTriton:
 
     ``stop_grace_s`` is the budget of a ``stop()`` without argument. It is also fixed on the command lines at
     start: Triton's ``--exit-timeout-secs`` (for in-flight requests) is about half of it, and the reaper kills
-    Triton after 70 % of it; a ``stop(grace_s)`` with a shorter grace escalates on its own.
+    Triton after 60 % of it; a ``stop(grace_s)`` with a shorter grace escalates on its own.
     """
 
     def __init__(
@@ -318,7 +318,7 @@ class EmbeddedTriton:
             f"--exit-timeout-secs={max(1, int(grace * 0.5))}",
             f"--log-verbose={self._log_verbose}",
         ]
-        reaper = [sys.executable, "-I", str(_REAPER), "--parent", str(os.getpid()), "--grace", f"{grace * 0.7:.3f}"]
+        reaper = [sys.executable, "-I", str(_REAPER), "--parent", str(os.getpid()), "--grace", f"{grace * 0.6:.3f}"]
         return [*reaper, "--shm-prefix", prefix, "--", *triton]
 
     async def start(self, *, timeout_s: float) -> str:
@@ -461,8 +461,9 @@ class EmbeddedTriton:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
+        # The last two phases need time of their own: SIGKILLed stubs take a while to free ~100 MB each.
         steps = (
-            (signal.SIGTERM, deadline - min(1.0, grace_s * 0.25)),
+            (signal.SIGTERM, deadline - min(1.5, grace_s * 0.5)),
             (signal.SIGUSR1, deadline - min(0.25, grace_s * 0.1)),
         )
         for number, (signo, until) in enumerate(steps):
@@ -478,6 +479,14 @@ class EmbeddedTriton:
             os.killpg(process.pid, signal.SIGKILL)
         # SIGKILL takes effect at once; the wait only collects the exit status.
         await _exited(process, deadline - loop.time())
+        # The reaper had no time to remove its regions: they are this instance's, and nobody maps them any more.
+        _remove_regions(f"{SHM_PREFIX}{process.pid}_")
+
+
+def _remove_regions(prefix: str) -> None:
+    for region in Path("/dev/shm").glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            region.unlink()
 
 
 async def _exited(process: asyncio.subprocess.Process, timeout_s: float) -> bool:

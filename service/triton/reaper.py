@@ -1,6 +1,7 @@
 """The reaper: a tiny process between the service and ``tritonserver`` that takes the whole Triton tree down with it.
 
-Usage (the service runs it; it imports nothing but the standard library, and never the ``service`` package)::
+Usage (the service runs it; it imports a few standard modules and never the ``service`` package, so
+that it starts in milliseconds in isolated mode)::
 
     python -I reaper.py --parent PID --grace SECONDS --shm-prefix PREFIX -- tritonserver [ARG ...]
 
@@ -27,6 +28,7 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -129,27 +131,30 @@ def _reap(watched: int) -> int | None:
             status = code
 
 
-def _kill_the_rest() -> int:
-    """SIGKILL every other process of the tree until none is left; how many were killed."""
+def _kill_tree() -> list[int]:
+    """SIGKILL, all at once and without waiting, every other process of the tree: the reaper's children and the
+    members of its process group (the server's stubs while the server still lives); the pids signalled."""
     me = os.getpid()
     # Only a group of our own: started by hand in someone's group, the reaper must not kill its shell.
     group = os.getpgrp() if os.getpgrp() == me else -1
+    victims = [
+        pid for pid, state, ppid, pgrp in _processes() if pid != me and (ppid == me or (pgrp == group and state != "Z"))
+    ]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return victims
+
+
+def _kill_the_rest() -> int:
+    """SIGKILL every other process of the tree and reap them until none is left; how many were killed."""
     killed: set[int] = set()
     deadline = time.monotonic() + 10.0
     while True:
-        victims = [
-            pid
-            for pid, state, ppid, pgrp in _processes()
-            if pid != me and (ppid == me or (pgrp == group and state != "Z"))
-        ]
+        victims = _kill_tree()
         if not victims:
             return len(killed)
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-            except ProcessLookupError:
-                pass
+        killed.update(victims)
         _reap(-1)
         if time.monotonic() > deadline:
             _say(f"processes {victims} survive SIGKILL; giving up on them")
@@ -197,6 +202,7 @@ def main(argv: list[str]) -> int:
     server = _spawn(command)
     deadline: float | None = None
     status: int | None = None
+    asked_at = 0.0
     while status is None:
         timeout = 0.5 if deadline is None else max(0.01, min(0.5, deadline - time.monotonic()))
         info = signal.sigtimedwait(set(_HANDLED), timeout)
@@ -204,19 +210,22 @@ def main(argv: list[str]) -> int:
         if signo in _STOP_SIGNALS and deadline is None:
             _say(f"stopping Triton (SIGTERM, {grace_s:g} s before SIGKILL)")
             os.kill(server, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
+            asked_at = time.monotonic()
+            deadline = asked_at + grace_s
         elif signo == signal.SIGUSR1 or os.getppid() != parent:
             _say("the service is gone or wants Triton down now: SIGKILL")
-            os.kill(server, signal.SIGKILL)
+            asked_at = asked_at or time.monotonic()
+            _kill_tree()
         elif deadline is not None and time.monotonic() >= deadline:
             _say(f"Triton did not stop within {grace_s:g} s: SIGKILL")
-            os.kill(server, signal.SIGKILL)
+            _kill_tree()
             deadline = float("inf")
         status = _reap(server)
     killed = _kill_the_rest()
     removed = _remove_shm(prefix)
     code = _exit_code(status)
-    _say(f"tritonserver exited ({code}); killed {killed} leftover process(es), removed {removed} shm region(s)")
+    took = f" {time.monotonic() - asked_at:.2f} s after the first signal" if asked_at else ""
+    _say(f"tritonserver exited ({code}){took}; killed {killed} leftover process(es), removed {removed} shm region(s)")
     return code
 
 
