@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream zoo zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream soak zoo zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -123,6 +123,11 @@ bench: $(STAMP)
 ## StreamRecognize against a direct Triton client, 1/8/32 streams (ratios).
 bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_bench
+
+## The service under every kind of client at once for 8 minutes: crashes, RSS and fd growth, latency drift
+## (docs/soak.md). Options through SOAK_ARGS, e.g. make soak SOAK_ARGS="--minutes 1 --json soak.json".
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(ZOO_VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check
