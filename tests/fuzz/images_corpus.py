@@ -176,7 +176,7 @@ def seeds() -> tuple[tuple[str, bytes], ...]:
     """Small valid images in every format Pillow writes and reads back, in several modes."""
     rgb = _noise((24, 16), seed=3)
     out: list[tuple[str, bytes]] = []
-    for fmt, image, options in [
+    cases: list[tuple[str, Image.Image, dict[str, object]]] = [
         ("PNG", rgb, {}),
         ("PNG", rgb.convert("P"), {"transparency": 0}),
         ("PNG", Image.new("I;16", (16, 16), 4096), {}),
@@ -199,7 +199,8 @@ def seeds() -> tuple[tuple[str, bytes], ...]:
         ("ICO", rgb, {}),
         ("JPEG2000", rgb, {}),
         ("QOI", rgb, {}),
-    ]:
+    ]
+    for fmt, image, options in cases:
         try:
             out.append((fmt, encode(image, fmt, **options)))
         except (OSError, KeyError, ValueError):
@@ -226,8 +227,8 @@ def mutations(seed: int, count: int) -> Iterator[tuple[str, bytes]]:
             elif kind < 0.9 and len(data) > 8:
                 start = rng.randrange(len(data) - 4)
                 data[start:start] = data[start : start + rng.randint(1, 16)]
-            else:
-                data = data[: rng.randrange(1, len(data) + 1)]
+            elif len(data) > 1:
+                data = data[: rng.randrange(1, len(data))]
         yield fmt, bytes(data)
 
 
