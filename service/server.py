@@ -183,9 +183,15 @@ async def start(settings: Settings) -> Application:
                 [settings.model_repository.resolve(), settings.user_repository.resolve()],
                 settings.triton_dir,
                 log_verbose=settings.triton_log_verbose,
+                stop_grace_s=_TRITON_STOP_RESERVE_S,
             )
             url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
-        return await _start_server(settings, catalog, store, repository, url, triton, credentials)
+        app = await _start_server(settings, catalog, store, repository, url, triton, credentials)
+        if triton is not None:
+            # While it is down every call gets UNAVAILABLE from the gateway; health says so at once, and again
+            # SERVING once the restarted server has loaded the bundled and the uploaded networks.
+            triton.supervise(on_down=app.health.triton_down, on_up=app.health.check_once)
+        return app
     except BaseException:
         if triton is not None:
             await triton.stop()

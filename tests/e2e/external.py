@@ -72,7 +72,12 @@ class ExternalService:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "serve"], cwd=ROOT, env=self.env, stdout=out, stderr=out
+                [sys.executable, "-m", "service", "serve"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # a group of its own, as under a supervisor: tests may kill it whole
             )
         self.wait_health(health_pb2.HealthCheckResponse.SERVING, timeout_s=timeout_s)
         return self
