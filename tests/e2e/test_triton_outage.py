@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
@@ -105,20 +106,17 @@ def test_triton_killed_and_brought_back(tmp_path: Path) -> None:
             service.wait_health(NOT_SERVING, service="sightline.v1.RecognitionService", timeout_s=5)
 
             # While it is down: UNAVAILABLE with RetryInfo, not an error that would stop a client retrying.
-            try:
+            with pytest.raises(grpc.RpcError) as down:
                 recognize(channel)
-                raise AssertionError("a call succeeded while Triton was down")
-            except grpc.RpcError as exc:
-                assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc
-                status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-                assert status is not None
-                assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+            assert down.value.code() is grpc.StatusCode.UNAVAILABLE, down.value
+            status = rpc_status.from_call(down.value)  # type: ignore[arg-type]
+            assert status is not None
+            assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
 
-            back_after = killed_at + service.wait_health(SERVING, timeout_s=60) - killed_at
+            service.wait_health(SERVING, timeout_s=60)
             recovered_s = time.monotonic() - killed_at
             print(f"Triton killed -> SERVING again in {recovered_s:.1f} s")
             assert recovered_s < 30, f"SERVING again only after {recovered_s:.1f} s"
-            assert back_after > 0
             assert tritonserver_of(service) != first_triton
             assert recognize(channel).outputs[0].labels.predicted[0].label_name == "red"
 
