@@ -16,7 +16,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from service.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError, SightlineError
@@ -89,14 +89,25 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _key_from(metadata: Mapping[str, str]) -> str | None:
-    header = metadata.get("authorization", "")
-    if header:
+def _key_from(metadata: Mapping[str, str] | Iterable[tuple[str, str]]) -> str | None:
+    """The one API key of a call's metadata (``authorization: Bearer <key>`` or ``x-api-key``), or None.
+
+    Two keys that differ, or two ``authorization`` entries, are refused: which one would act is not the client's
+    choice to leave to the server."""
+    pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata)
+    headers = [v for k, v in pairs if k == "authorization"]
+    keys: set[str] = set()
+    for header in headers:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        raise UnauthenticatedError("the authorization metadata must be 'Bearer <API key>'")
-    return metadata.get("x-api-key") or None
+        if scheme.lower() != "bearer" or not value.strip():
+            raise UnauthenticatedError("the authorization metadata must be 'Bearer <API key>'")
+        keys.add(value.strip())
+    keys.update(v for k, v in pairs if k == "x-api-key" and v)
+    if len(headers) > 1 or len(keys) > 1:
+        raise UnauthenticatedError(
+            "more than one key sent: send one API key, as 'authorization: Bearer <key>' or as 'x-api-key: <key>'"
+        )
+    return next(iter(keys), None)
 
 
 class Authenticator:
@@ -108,7 +119,7 @@ class Authenticator:
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    async def authenticate(self, metadata: Mapping[str, str]) -> Principal:
+    async def authenticate(self, metadata: Mapping[str, str] | Iterable[tuple[str, str]]) -> Principal:
         if not self.enabled:
             return LOCAL
         key = _key_from(metadata)

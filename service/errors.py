@@ -5,6 +5,7 @@ The API layer maps each class to a status code in one table (``service.api.error
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = [
@@ -22,7 +23,29 @@ __all__ = [
     "SightlineError",
     "SourceUnavailableError",
     "UnavailableError",
+    "quote",
+    "without_paths",
 ]
+
+
+_QUOTE_LIMIT = 64
+
+
+def quote(value: str) -> str:
+    """``repr(value)``, cut to a short prefix when long: messages echo user input, but never all of it (a 1 MB id
+    in a status message would overflow gRPC's header limits and hide the real error)."""
+    if len(value) <= _QUOTE_LIMIT:
+        return repr(value)
+    return f"{value[:_QUOTE_LIMIT]!r}… ({len(value)} characters)"
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/(?:[\w.+@-]+/)+([\w.+@-]+)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute file path cut to its last part: a library's error message
+    (``Load model from /srv/.../staging/<id>/1/model.onnx failed``) must not tell clients the server's layout."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +93,7 @@ class NotFoundError(SightlineError):
     reason = "NOT_FOUND"
 
     def __init__(self, resource_type: str, resource_id: str) -> None:
-        super().__init__(f"{resource_type} {resource_id!r} not found")
+        super().__init__(f"{resource_type} {quote(resource_id)} not found")
         self.resource_type = resource_type
         self.resource_id = resource_id
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -90,6 +91,15 @@ def trace_headers() -> dict[str, str]:
     return carrier
 
 
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def _usable_request_id(value: str) -> str:
+    """The client's request id if it can travel back in metadata and in log lines (printable, ≤ 128 characters);
+    "" otherwise, and the call gets one of its own."""
+    return value if _REQUEST_ID.match(value) else ""
+
+
 def _code_of(context: Any, error: BaseException | None) -> grpc.StatusCode:
     code = context.code()  # set by abort() and set_code()
     if isinstance(code, grpc.StatusCode):
@@ -132,7 +142,7 @@ class _Observation:
         self._metadata = metadata
 
     def _begin(self, context: Any) -> tuple[str, Any]:
-        request_id = self._metadata.get("x-request-id") or uuid.uuid4().hex
+        request_id = _usable_request_id(self._metadata.get("x-request-id", "")) or uuid.uuid4().hex
         REQUEST_ID.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
         parent = _PROPAGATOR.extract(self._metadata)

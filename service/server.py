@@ -35,6 +35,7 @@ from service.auth import Authenticator
 from service.catalog import Catalog
 from service.convert import ConverterOptions
 from service.health import HealthMonitor
+from service.images import DecodeBudget
 from service.observability import Metrics, ObservabilityInterceptor
 from service.recognition import RecognitionResult, Recognizer
 from service.registry import Registry, UploadLimits, reconcile
@@ -247,14 +248,16 @@ async def _start_server(
         fetcher=fetcher,
         converter=ConverterOptions(tf_python=settings.tf_python, tf_timeout_s=settings.tf_timeout_s),
     )
+    decode_budget = DecodeBudget(settings.decode_budget_pixels)
     recognizer = Recognizer(
         registry,
         gateway,
         max_image_pixels=settings.max_image_pixels,
         triton_timeout_s=settings.triton_timeout_s,
         fetcher=fetcher,
+        decode_budget=decode_budget,
     )
-    streams = StreamRunner(recognizer, max_image_pixels=settings.max_image_pixels, metrics=metrics)
+    streams = StreamRunner(recognizer, metrics=metrics)
     metrics.tasks_pending.set_function(lambda: tasks.pending)
     metrics.triton_in_flight.set_function(lambda: gateway.in_flight)
 

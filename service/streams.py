@@ -29,7 +29,7 @@ from service.catalog import Deployment
 from service.domain import DEFAULT_MAX_PREDICTIONS
 from service.errors import InvalidArgumentError, SightlineError, UnavailableError
 from service.observability import Metrics
-from service.preprocess import RGBImage, decode_image, from_raw_pixels
+from service.preprocess import RGBImage, from_raw_pixels
 from service.recognition import RecognitionResult, Recognizer, Target, check_max_predictions, with_thresholds
 
 __all__ = [
@@ -152,11 +152,8 @@ class _Pending:
 class StreamRunner:
     """Runs streams for one server; ``in_flight`` counts frames being processed across all streams."""
 
-    def __init__(
-        self, recognizer: Recognizer, *, max_image_pixels: int = 40_000_000, metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, recognizer: Recognizer, *, metrics: Metrics | None = None) -> None:
         self._recognizer = recognizer
-        self._max_image_pixels = max_image_pixels
         self._metrics = metrics
         self.in_flight = 0
         self.open_streams = 0
@@ -196,7 +193,7 @@ class StreamRunner:
             return lambda: from_raw_pixels(raw.data, raw.width, raw.height, raw.channels, bgr=raw.bgr)
         if not frame.encoded:
             raise InvalidArgumentError.field("frame", "has no image: set encoded or raw")
-        return lambda: decode_image(frame.encoded, max_pixels=self._max_image_pixels)
+        return self._recognizer.encoded(frame.encoded)
 
     async def process(self, item: _Pending) -> FrameOutcome:
         frame, settings = item.frame, item.settings

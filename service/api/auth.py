@@ -35,13 +35,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = str(handler_call_details.method)
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
-        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        # All entries, not a dict: a key sent twice must be seen twice.
+        metadata = tuple((k, v) for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str))
         guard = _Guard(self._authenticator, method, metadata)
         return wrap_handler(handler, guard.unary, guard.streaming)
 
 
 class _Guard:
-    def __init__(self, authenticator: Authenticator, method: str, metadata: dict[str, str]) -> None:
+    def __init__(self, authenticator: Authenticator, method: str, metadata: tuple[tuple[str, str], ...]) -> None:
         self._authenticator = authenticator
         self._method = method
         self._metadata = metadata

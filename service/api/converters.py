@@ -4,13 +4,14 @@ parsers and printers; results, on the hot path, are built field by field.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf import field_mask_pb2, json_format, message, timestamp_pb2
+from google.protobuf import field_mask_pb2, json_format, message, struct_pb2, timestamp_pb2
 
 from postprocess.types import LabelsResult, Prediction
 from service._proto.sightline.v1 import common_pb2, inference_pb2, networks_pb2, recognition_pb2, streams_pb2, tasks_pb2
@@ -86,9 +87,45 @@ def page_bounds(offset: int, limit: int) -> tuple[int, int]:
     return bounds.start, bounds.stop - bounds.start
 
 
-def _json(msg: message.Message) -> dict[str, Any]:
-    body: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+def _json(msg: message.Message, where: str) -> dict[str, Any]:
+    """The message's v0.7 JSON; INVALID_ARGUMENT naming the field for a number JSON cannot hold (NaN, ±inf)."""
+    try:
+        body: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    except json_format.SerializeToJsonError:
+        path = _non_finite(msg, where)
+        if path is None:
+            raise
+        raise InvalidArgumentError.field(
+            path, "is not a finite number (NaN and infinities have no JSON form)"
+        ) from None
     return body
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinite number in a message, a Struct or a Value, or None."""
+    if isinstance(value, struct_pb2.Value):
+        kind = value.WhichOneof("kind")
+        if kind == "number_value":
+            return None if math.isfinite(value.number_value) else path
+        if kind == "struct_value":
+            return _non_finite(value.struct_value, path)
+        if kind == "list_value":
+            return next(
+                (p for i, v in enumerate(value.list_value.values) if (p := _non_finite(v, f"{path}[{i}]"))), None
+            )
+        return None
+    if isinstance(value, struct_pb2.Struct):
+        return next((p for k, v in value.fields.items() if (p := _non_finite(v, f"{path}.{k}"))), None)
+    if isinstance(value, message.Message):
+        for field, item in value.ListFields():
+            items = list(enumerate(item)) if field.is_repeated else [(None, item)]
+            for i, element in items:
+                where = f"{path}.{field.name}" + ("" if i is None else f"[{i}]")
+                if isinstance(element, float) and not math.isfinite(element):
+                    return where
+                if isinstance(element, message.Message) and (found := _non_finite(element, where)):
+                    return found
+    return None
 
 
 def _read_only(body: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
@@ -101,7 +138,7 @@ def upload_draft(first: networks_pb2.CreateNetworkRequest | None) -> NetworkDraf
     """The declaration of an upload from its first message."""
     if first is None or first.WhichOneof("kind") != "upload":
         raise InvalidArgumentError.field("upload", "the first message of CreateNetwork must be an upload")
-    body = _json(first.upload.network)
+    body = _json(first.upload.network, "upload.network")
     _read_only(body, ("id", "task_id", "create_date", "update_date"), "upload.network")
     files = tuple(UploadFile(f.name, f.size, f.sha256) for f in first.upload.files)
     return NetworkDraft(body=body, files=files)
@@ -109,14 +146,14 @@ def upload_draft(first: networks_pb2.CreateNetworkRequest | None) -> NetworkDraf
 
 def spec_body(spec: recognition_pb2.Specification) -> dict[str, Any]:
     """A new specification's v0.7 JSON."""
-    body = _json(spec)
+    body = _json(spec, "specification")
     _read_only(body, ("id", "update_date", "current_version_id"), "specification")
     return body
 
 
 def version_body(version: recognition_pb2.Version) -> tuple[str, str, list[Any]]:
     """(spec_id, network_id, post_processings) of a new version."""
-    body = _json(version)
+    body = _json(version, "version")
     _read_only(body, ("id", "update_date", "spec_name", "network_name"), "version")
     return version.spec_id, version.network_id, list(body.get("post_processings", []))
 
@@ -127,9 +164,10 @@ def changes(
     *,
     mutable: tuple[str, ...],
     immutable: tuple[str, ...],
+    where: str,
 ) -> dict[str, Any]:
     """The fields an update changes: those in ``mask``, or, without one, those set in ``resource``."""
-    body = _json(resource)
+    body = _json(resource, where)
     if mask.paths:
         paths = list(mask.paths)
         for i, path in enumerate(paths):

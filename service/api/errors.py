@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -29,6 +30,7 @@ from service.errors import (
     ResourceExhaustedError,
     SightlineError,
     UnavailableError,
+    without_paths,
 )
 from service.observability import REQUEST_ID
 
@@ -79,7 +81,9 @@ def to_status(exc: SightlineError) -> status_pb2.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=_bounded(v.field, 200), description=_bounded(without_paths(v.description), 500)
+                        )
                         for v in exc.violations
                     ]
                 )
@@ -89,7 +93,9 @@ def to_status(exc: SightlineError) -> status_pb2.Status:
         details.append(
             _pack(
                 error_details_pb2.ResourceInfo(
-                    resource_type=exc.resource_type, resource_name=exc.resource_id, description=exc.message
+                    resource_type=exc.resource_type,
+                    resource_name=_bounded(exc.resource_id, 200),
+                    description=_bounded(exc.message),
                 )
             )
         )
@@ -98,7 +104,13 @@ def to_status(exc: SightlineError) -> status_pb2.Status:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(retry * 1000))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return status_pb2.Status(code=code.value[0], message=exc.message, details=details)
+    return status_pb2.Status(code=code.value[0], message=_bounded(without_paths(exc.message)), details=details)
+
+
+def _bounded(text: str, limit: int = 1000) -> str:
+    """A status message or detail cut to ``limit`` characters: they travel in headers, which gRPC caps (8 KiB
+    by default, all headers together)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _internal_status() -> status_pb2.Status:
@@ -116,7 +128,23 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: BaseExcep
     else:
         log.error("unexpected error", exc_info=exc)
         status = _internal_status()
-    await context.abort_with_status(rpc_status.to_status(status))
+    await context.abort_with_status(_with_request_id(rpc_status.to_status(status)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _with_request_id(status: grpc.Status) -> grpc.Status:
+    """The status with the call's request id in its trailing metadata too: aborting replaces the trailers set
+    when the call began, and a client should find the id where it finds it on success."""
+    request_id = REQUEST_ID.get()
+    if request_id == "-":
+        return status
+    return _Status(status.code, status.details, (*status.trailing_metadata, ("x-request-id", request_id)))
 
 
 Req = TypeVar("Req")

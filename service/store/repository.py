@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.errors import InvalidArgumentError
+from service.errors import InvalidArgumentError, without_paths
 
 __all__ = [
     "MODEL_FILE",
@@ -133,7 +133,7 @@ def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Si
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise InvalidArgumentError.field(
-            field, f"{path.name} is not an ONNX model ONNX Runtime can load: {exc}"
+            field, f"{path.name} is not an ONNX model ONNX Runtime can load: {without_paths(str(exc))}"
         ) from None
 
     def tensors(items: Sequence[Any], kind: str) -> tuple[TensorSignature, ...]:

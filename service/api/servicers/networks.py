@@ -63,6 +63,7 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
             request.update_mask,
             mutable=("name", "description", "metadata"),
             immutable=("framework", "preprocessing", "task_id", "create_date", "update_date"),
+            where="network",
         )
         network = await self._registry.update_network(current_principal().organisation, request.network.id, update)
         return network_to_proto(network)

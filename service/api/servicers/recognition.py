@@ -77,6 +77,7 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
             request.update_mask,
             mutable=("name", "description", "metadata", "current_version_id"),
             immutable=("outputs", "update_date"),
+            where="specification",
         )
         spec = await self._registry.update_spec(current_principal().organisation, request.specification.id, update)
         return spec_to_proto(spec)
