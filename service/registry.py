@@ -74,9 +74,10 @@ from service.errors import (
     SightlineError,
     UnavailableError,
 )
+from service.images import DecodeBudget
 from service.meanfile import load_mean
 from service.preprocess import build_inputs, crop, decode_image, resolve_source
-from service.recognition import ImageRequest, Target
+from service.recognition import ImageRequest, Target, needed_size
 from service.sources import ImageFetcher, is_url_source
 from service.store import NetworkRecord, SpecRecord, Store, TaskRecord, VersionRecord
 from service.store.repository import (
@@ -160,6 +161,7 @@ class Registry:
         limits: UploadLimits | None = None,
         load_timeout_s: float = 300.0,
         max_image_pixels: int = 40_000_000,
+        decode_budget: DecodeBudget | None = None,
         fetcher: ImageFetcher | None = None,
         converter: ConverterOptions | None = None,
     ) -> None:
@@ -171,6 +173,7 @@ class Registry:
         self._limits = limits or UploadLimits()
         self._load_timeout_s = load_timeout_s
         self._max_image_pixels = max_image_pixels
+        self._decode_budget = decode_budget
         self._fetcher = fetcher
         self._converter = converter or ConverterOptions()
         self._means: dict[str, Mapping[str, npt.NDArray[np.float32]]] = {}
@@ -701,7 +704,12 @@ class Registry:
             raise InvalidArgumentError.field("inputs[0].image", "has no image: set content or source")
 
         def prepare() -> dict[str, npt.NDArray[Any]]:
-            decoded = decode_image(data, max_pixels=self._max_image_pixels)
+            decoded = decode_image(
+                data,
+                max_pixels=self._max_image_pixels,
+                min_size=needed_size(network.preprocessing, image),
+                budget=self._decode_budget,
+            )
             cropped, _ = crop(
                 decoded, bbox=image.bbox, polygon=image.polygon, uniform_background=image.crop_uniform_background
             )

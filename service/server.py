@@ -232,6 +232,7 @@ async def _start_server(
         if settings.url_enabled
         else None
     )
+    decode_budget = DecodeBudget(settings.decode_budget_pixels)  # one budget for every decode of the process
     registry = Registry(
         catalog,
         store,
@@ -245,10 +246,10 @@ async def _start_server(
         ),
         load_timeout_s=settings.model_load_timeout_s,
         max_image_pixels=settings.max_image_pixels,
+        decode_budget=decode_budget,
         fetcher=fetcher,
         converter=ConverterOptions(tf_python=settings.tf_python, tf_timeout_s=settings.tf_timeout_s),
     )
-    decode_budget = DecodeBudget(settings.decode_budget_pixels)
     recognizer = Recognizer(
         registry,
         gateway,

@@ -126,7 +126,8 @@ class GrpcTritonGateway:
         self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
         self._timeout_s = timeout_s
         self.in_flight = 0
-        """Inference requests sent to Triton and not answered yet."""
+        """Inference requests sent to Triton and not answered yet (abandoned ones included)."""
+        self._calls: set[asyncio.Future[Any]] = set()
         self._reachable = True
         self._info: dict[str, ModelInfo] = {}
         self._info_lock = asyncio.Lock()
@@ -135,8 +136,18 @@ class GrpcTritonGateway:
     def url(self) -> str:
         return self._url
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Close the client once the requests still in Triton (abandoned ones too) have ended, or after
+        ``timeout_s``."""
+        if self._calls:
+            await asyncio.wait(list(self._calls), timeout=timeout_s)
         await self._client.close()
+
+    def _call_done(self, call: asyncio.Future[Any]) -> None:
+        self._calls.discard(call)
+        self.in_flight -= 1
+        if not call.cancelled():
+            call.exception()  # an abandoned call's failure is nobody's: mark it retrieved
 
     async def server_live(self) -> bool:
         try:
@@ -230,20 +241,29 @@ class GrpcTritonGateway:
         started = time.perf_counter()
         with self._tracer.start_as_current_span(f"triton.infer {model}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute("triton.model", model)
-            self.in_flight += 1
-            try:
-                result = await self._client.infer(
+            # Never cancelled once sent: Triton's gRPC frontend (2.51 here) can die with SIGSEGV when an inference is
+            # cancelled as it completes (triton-inference-server/server#7368, fixed by PR #7840; a further race in
+            # #8034), and every cancelled stream cancels its frames. Seen here: a soak of cancelling clients
+            # crashed the embedded Triton after 285 s. An abandoned request runs to its end (milliseconds, at most
+            # max_in_flight a stream) and its answer is dropped; ``in_flight`` counts it until then.
+            call = asyncio.ensure_future(
+                self._client.infer(
                     model,
                     request_inputs,
                     outputs=requested,
                     client_timeout=timeout_s or self._timeout_s,
                     headers=trace_headers(),
                 )
+            )
+            self._calls.add(call)
+            self.in_flight += 1
+            call.add_done_callback(self._call_done)
+            try:
+                result = await asyncio.shield(call)
             except InferenceServerException as exc:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc.status())))
                 raise self._failed(exc, model) from None
             finally:
-                self.in_flight -= 1
                 if self._metrics is not None:
                     self._metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
             self._answered()
