@@ -501,6 +501,8 @@ class Run:
     shutdown_s: float | None = None
     shutdown_exit: str | None = None
     left_behind: list[int] = field(default_factory=list)
+    triton_exits: list[str] = field(default_factory=list)
+    """The supervisor's lines for each time the embedded Triton died and was restarted."""
 
 
 def start_clients(
@@ -654,6 +656,10 @@ def soak(minutes: float) -> tuple[Run, Path]:
             run.final_recognition = final_recognition(service.address)
     finally:
         shut_down(service, run, triton_seen)
+        # The service outlives a Triton crash (it restarts it): count them, they are crashes all the same.
+        with contextlib.suppress(OSError):
+            log_lines = service.log_path.read_text(errors="replace").splitlines()
+            run.triton_exits = [line for line in log_lines if "the embedded Triton exited" in line]
     return run, work
 
 
@@ -717,6 +723,7 @@ def figures(run: Run) -> dict[str, Any]:
     out["shutdown_s"] = run.shutdown_s
     out["shutdown_exit"] = run.shutdown_exit
     out["triton_left_behind"] = run.left_behind
+    out["triton_exits"] = run.triton_exits
     out["samples"] = [vars(s) for s in run.samples]
     out["goals"] = goals(out)
     return out
@@ -738,6 +745,7 @@ def goals(out: dict[str, Any]) -> dict[str, bool | None]:
 
     return {
         "no crash": out["crash"] is None,
+        "no Triton crash (restarts by the supervisor)": not out["triton_exits"],
         f"service RSS growth < {MAX_RSS_GROWTH_PCT:g} %": small("service_rss_kib"),
         f"Triton RSS growth < {MAX_RSS_GROWTH_PCT:g} %": small("triton_rss_kib"),
         f"service fds flat (±{MAX_FD_DRIFT}), first vs last window": flat("service_fds", "first_window", "last_window"),
@@ -795,6 +803,8 @@ def print_report(out: dict[str, Any]) -> None:
     print(f"SIGTERM to exit: {fmt(out['shutdown_s'], 2)} s ({out['shutdown_exit']})")
     if out["triton_left_behind"]:
         print(f"Triton processes left behind (killed now): {out['triton_left_behind']}")
+    for line in out["triton_exits"]:
+        print(f"TRITON DIED (restarted by the service): {line}")
     print()
     verdicts = {True: "PASS", False: "FAIL", None: "n/a "}
     for goal, ok in out["goals"].items():
