@@ -35,7 +35,8 @@ import numpy.typing as npt
 
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.catalog import Catalog
-from service.recognition import Recognizer, Target
+from service.domain import Target
+from service.recognition import Recognizer
 from service.settings import BUNDLED_REPOSITORY
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway

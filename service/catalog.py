@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +20,9 @@ import numpy.typing as npt
 from service.domain import (
     ColorChannels,
     Network,
+    ResolvedVersion,
     Specification,
+    Target,
     Version,
     check_version_against_spec,
     parse_network,
@@ -31,37 +32,17 @@ from service.domain import (
 from service.errors import InvalidArgumentError, NotFoundError
 from service.meanfile import load_mean
 
-if TYPE_CHECKING:
-    from service.recognition import Target
-
-__all__ = ["METADATA_FILE", "Catalog", "Deployment"]
+__all__ = ["METADATA_FILE", "Catalog"]
 
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "sightline.json"
 
 
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """Everything recognition needs for one version: what it implements, what it runs, and the mean arrays."""
-
-    spec: Specification
-    version: Version
-    network: Network
-    means: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
-    model: str = ""
-    """The Triton model that serves the network when its name is not the network id (uploaded networks)."""
-
-    @property
-    def model_name(self) -> str:
-        """The Triton model that serves the network: a public network's folder name is its id."""
-        return self.model or self.network.id
-
-
 class Catalog:
     """An in-memory, read-only index of the bundled public models."""
 
-    def __init__(self, deployments: list[Deployment]) -> None:
+    def __init__(self, deployments: list[ResolvedVersion]) -> None:
         self._by_spec = {d.spec.id: d for d in deployments}
         self._by_version = {d.version.id: d for d in deployments}
         self._networks = {d.network.id: d.network for d in deployments}
@@ -92,12 +73,12 @@ class Catalog:
             raise NotFoundError("network", network_id)
         return network
 
-    def for_spec(self, spec_id: str) -> Deployment:
+    def for_spec(self, spec_id: str) -> ResolvedVersion:
         if (deployment := self._by_spec.get(spec_id)) is None:
             raise NotFoundError("specification", spec_id)
         return deployment
 
-    def for_version(self, version_id: str) -> Deployment:
+    def for_version(self, version_id: str) -> ResolvedVersion:
         if (deployment := self._by_version.get(version_id)) is None:
             raise NotFoundError("version", version_id)
         return deployment
@@ -115,12 +96,12 @@ class Catalog:
         """The mean arrays of a public network."""
         return next((d.means for d in self._by_spec.values() if d.network.id == network_id), {})
 
-    async def resolve(self, target: Target) -> Deployment:
+    async def resolve(self, target: Target) -> ResolvedVersion:
         """The public deployment a target names (a ``DeploymentResolver`` of public models only)."""
         return self.for_spec(target.spec_id) if target.spec_id else self.for_version(target.version_id)
 
 
-def _load_one(meta: Path) -> Deployment:
+def _load_one(meta: Path) -> ResolvedVersion:
     folder = meta.parent
     raw = json.loads(meta.read_text())
     stamp = datetime.fromtimestamp(meta.stat().st_mtime, tz=UTC)
@@ -148,4 +129,4 @@ def _load_one(meta: Path) -> Deployment:
         if item.image.mean_file:
             channels = 1 if item.image.color_channels is ColorChannels.L else 3
             means[item.image.mean_file] = load_mean(folder / item.image.mean_file, channels)
-    return Deployment(spec=spec, version=version, network=network, means=means)
+    return ResolvedVersion(spec=spec, version=version, network=network, means=means)

@@ -22,13 +22,16 @@ from postprocess.classification import classify
 from postprocess.detection import DetectionConfig, detect
 from postprocess.errors import PostprocessError
 from postprocess.types import BBox, Label, LabelsResult, Prediction
-from service.catalog import Deployment
 from service.domain import (
     DEFAULT_MAX_PREDICTIONS,
     ClassificationPostProcessing,
     DetectionPostProcessing,
+    ImageRequest,
     Preprocessing,
+    RecognitionResult,
+    ResolvedVersion,
     SpecOutput,
+    Target,
 )
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.images import DecodeBudget, EncodedImage
@@ -37,38 +40,14 @@ from service.sources import ImageFetcher, is_url_source
 from service.triton.gateway import ModelInfo, TritonGateway
 
 __all__ = [
-    "ImageRequest",
-    "RecognitionResult",
     "Recognizer",
     "StageTiming",
-    "Target",
     "check_max_predictions",
     "needed_size",
     "with_thresholds",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRequest:
-    """One image input: ``content`` (encoded bytes) or ``source`` (a data: URI), and an optional crop."""
-
-    content: bytes = b""
-    source: str = ""
-    bbox: tuple[float, float, float, float] | None = None
-    polygon: tuple[tuple[float, float], ...] = ()
-    crop_uniform_background: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What to run: a specification (its current version) or a version, as seen by an organisation (which sees
-    the public models and its own)."""
-
-    spec_id: str = ""
-    version_id: str = ""
-    organisation: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +59,10 @@ class StageTiming:
     postprocess_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class RecognitionResult:
-    """One ``LabelsResult`` per specification output, in the specification's order."""
-
-    outputs: tuple[LabelsResult, ...]
-
-
 class DeploymentResolver(Protocol):
     """Finds what a target runs: the public catalog, or the registry (public models and the organisation's)."""
 
-    async def resolve(self, target: Target) -> Deployment: ...
+    async def resolve(self, target: Target) -> ResolvedVersion: ...
 
 
 class Recognizer:
@@ -119,7 +91,7 @@ class Recognizer:
         scale the deployment and crop allow."""
         return EncodedImage(data, self._max_image_pixels, self.decode_budget)
 
-    async def resolve(self, target: Target) -> Deployment:
+    async def resolve(self, target: Target) -> ResolvedVersion:
         if bool(target.spec_id) == bool(target.version_id):
             raise InvalidArgumentError.field("target", "give exactly one of spec_id or version_id")
         return await self._resolver.resolve(target)
@@ -153,7 +125,7 @@ class Recognizer:
 
     async def run(
         self,
-        deployment: Deployment,
+        deployment: ResolvedVersion,
         load: Callable[[], RGBImage],
         crop_request: ImageRequest | None = None,
         *,
@@ -193,7 +165,7 @@ class Recognizer:
         return RecognitionResult(results), timing
 
     def _prepare(
-        self, load: Callable[[], RGBImage], crop_request: ImageRequest | None, deployment: Deployment
+        self, load: Callable[[], RGBImage], crop_request: ImageRequest | None, deployment: ResolvedVersion
     ) -> PreparedInputs:
         request = crop_request or ImageRequest()
         if isinstance(load, EncodedImage):
@@ -238,7 +210,7 @@ def check_max_predictions(max_predictions: int) -> None:
         raise InvalidArgumentError.field("max_predictions", f"must be at least 1, got {max_predictions}")
 
 
-def with_thresholds(deployment: Deployment, thresholds: Sequence[Sequence[float]]) -> Deployment:
+def with_thresholds(deployment: ResolvedVersion, thresholds: Sequence[Sequence[float]]) -> ResolvedVersion:
     """The deployment with its version's per-label thresholds replaced (one list per specification output)."""
     if not thresholds:
         return deployment

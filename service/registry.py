@@ -42,7 +42,7 @@ from typing import IO, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from service.catalog import Catalog, Deployment
+from service.catalog import Catalog
 from service.convert import ConverterOptions, ConverterUnavailableError, canonical_framework, convert_to_onnx
 from service.convert.tensorflow import ENABLE_HINT
 from service.domain import (
@@ -51,11 +51,14 @@ from service.domain import (
     ConstantInput,
     DataType,
     DetectionPostProcessing,
+    ImageRequest,
     InputPreprocessing,
     Network,
     PostProcessing,
     Preprocessing,
+    ResolvedVersion,
     Specification,
+    Target,
     Version,
     check_version_against_spec,
     parse_network,
@@ -77,7 +80,7 @@ from service.errors import (
 from service.images import DecodeBudget
 from service.meanfile import load_mean
 from service.preprocess import build_inputs, crop, decode_image, resolve_source
-from service.recognition import ImageRequest, Target, needed_size
+from service.recognition import needed_size
 from service.sources import ImageFetcher, is_url_source
 from service.store import NetworkRecord, SpecRecord, Store, TaskRecord, VersionRecord
 from service.store.repository import (
@@ -633,7 +636,7 @@ class Registry:
 
     # =========================================================================================== recognition
 
-    async def resolve(self, target: Target) -> Deployment:
+    async def resolve(self, target: Target) -> ResolvedVersion:
         """The deployment a target names, as its organisation sees it (``DeploymentResolver``)."""
         org = target.organisation
         if target.spec_id:
@@ -655,7 +658,7 @@ class Registry:
         if signature.names:
             post = tuple(_served_post_processing(pp, signature) for pp in version.post_processings)
             version = replace(version, post_processings=post)
-        return Deployment(spec=_spec(spec_record), version=version, network=network, means=means, model=model)
+        return ResolvedVersion(spec=_spec(spec_record), version=version, network=network, means=means, model=model)
 
     async def _runnable(
         self, org: str, network_id: str

@@ -36,10 +36,11 @@ from service.api.servicers.tasks import TaskServicer
 from service.auth import Authenticator
 from service.catalog import Catalog
 from service.convert import ConverterOptions
+from service.domain import RecognitionResult
 from service.health import HealthMonitor
 from service.images import DecodeBudget
 from service.observability import Metrics, ObservabilityInterceptor
-from service.recognition import RecognitionResult, Recognizer
+from service.recognition import Recognizer
 from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
 from service.sources import UrlFetcher

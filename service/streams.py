@@ -25,12 +25,11 @@ from typing import Any
 
 from postprocess.tracking import IouTracker
 from postprocess.types import LabelsResult
-from service.catalog import Deployment
-from service.domain import DEFAULT_MAX_PREDICTIONS
+from service.domain import DEFAULT_MAX_PREDICTIONS, RecognitionResult, ResolvedVersion, Target
 from service.errors import InvalidArgumentError, SightlineError, UnavailableError
 from service.observability import Metrics
 from service.preprocess import RGBImage, from_raw_pixels
-from service.recognition import RecognitionResult, Recognizer, Target, check_max_predictions, with_thresholds
+from service.recognition import Recognizer, check_max_predictions, with_thresholds
 
 __all__ = [
     "DropPolicy",
@@ -135,7 +134,7 @@ class FrameOutcome:
 class _Settings:
     """What a frame is run with: a snapshot of the config when the frame was read."""
 
-    deployment: Deployment
+    deployment: ResolvedVersion
     show_discarded: bool
     max_predictions: int
     max_latency_ms: int

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from postprocess.types import BBox, LabelsResult, Prediction
+from service.domain import RecognitionResult
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError, SightlineError
-from service.recognition import RecognitionResult
 from service.store import TaskRecord
 
 __all__ = [

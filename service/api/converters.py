@@ -18,15 +18,17 @@ from service._proto.sightline.v1 import common_pb2, inference_pb2, networks_pb2,
 from service.api.errors import to_status
 from service.domain import (
     DEFAULT_MAX_PREDICTIONS,
+    ImageRequest,
     Network,
+    RecognitionResult,
     Specification,
+    Target,
     Version,
     post_processing_to_v07,
     preprocessing_to_v07,
     spec_output_to_v07,
 )
 from service.errors import InvalidArgumentError
-from service.recognition import ImageRequest, RecognitionResult, Target
 from service.registry import NetworkDraft, UploadFile
 from service.streams import (
     DropPolicy,

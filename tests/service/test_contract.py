@@ -16,6 +16,7 @@ from service.api.converters import result_to_proto, spec_to_proto, version_to_pr
 from service.domain import (
     ClassificationPostProcessing,
     LabelDef,
+    RecognitionResult,
     Roi,
     Specification,
     SpecOutput,
@@ -25,7 +26,6 @@ from service.domain import (
     post_processing_to_v07,
     preprocessing_to_v07,
 )
-from service.recognition import RecognitionResult
 
 PREPROCESSINGS = [
     '{"inputs":[{"tensor_name":"data","image":{"resize_type":"SQUASH","data_type":"FLOAT32","dimension_order":"NCHW","pixel_scaling":255.0,"mean_file":"imagenet_mean.binaryproto","target_size":"224x224","color_channels":"BGR"}}],"batched_output":true}',

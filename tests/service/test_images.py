@@ -17,9 +17,10 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from service.catalog import Catalog
+from service.domain import ImageRequest
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError, SightlineError
 from service.images import DecodeBudget, EncodedImage, decode_image, to_rgb
-from service.recognition import ImageRequest, Recognizer, needed_size
+from service.recognition import Recognizer, needed_size
 from tests.fuzz import images_corpus
 from tests.fuzz.images_corpus import BAD_IMAGES, encode, jpeg_truncated_6000, mutations
 

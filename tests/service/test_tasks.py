@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from postprocess.types import BBox, LabelsResult, Prediction
+from service.domain import RecognitionResult
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError
-from service.recognition import RecognitionResult
 from service.store import TaskRecord
 from service.tasks import MemoryTaskBackend, TaskRunner, TaskStatus, decode_result, encode_result
 

@@ -22,7 +22,8 @@ from service.api.converters import (
 )
 from service.api.errors import grpc_errors, grpc_stream_errors
 from service.auth import current_principal
-from service.recognition import RecognitionResult, Recognizer
+from service.domain import RecognitionResult
+from service.recognition import Recognizer
 from service.registry import Registry
 from service.streams import FrameInput, StreamConfig, StreamRunner
 from service.tasks import TaskRunner

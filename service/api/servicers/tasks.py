@@ -8,7 +8,7 @@ from service._proto.sightline.v1 import tasks_pb2, tasks_pb2_grpc
 from service.api.converters import task_to_proto
 from service.api.errors import grpc_errors
 from service.auth import current_principal
-from service.recognition import RecognitionResult
+from service.domain import RecognitionResult
 from service.tasks import TaskRunner
 
 __all__ = ["TaskServicer"]
