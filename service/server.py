@@ -30,6 +30,7 @@ from service._proto.sightline.v1 import (
 )
 from service.api.auth import AuthInterceptor
 from service.api.lifecycle import CallLifecycle
+from service.api.observability import ObservabilityInterceptor
 from service.api.servicers.networks import NetworkServicer
 from service.api.servicers.recognition import RecognitionServicer
 from service.api.servicers.tasks import TaskServicer
@@ -39,7 +40,7 @@ from service.convert import ConverterOptions
 from service.domain import RecognitionResult
 from service.health import HealthMonitor
 from service.images import DecodeBudget
-from service.observability import Metrics, ObservabilityInterceptor
+from service.observability import Metrics
 from service.recognition import Recognizer
 from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
