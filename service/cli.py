@@ -14,8 +14,8 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from service import client
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
+from service.client import channel as client
 
 __all__ = ["main"]
 
@@ -83,7 +83,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     if args.draw is not None:
         from PIL import Image
 
-        from service.annotate import annotate
+        from service.client.drawing import annotate
 
         with Image.open(args.image) as opened:
             rgb = np.asarray(opened.convert("RGB"), dtype=np.uint8)
@@ -96,10 +96,13 @@ async def _models(server: str) -> Any:
     async with client.channel(server) as channel:
         stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
         specs = await stub.ListSpecifications(common_pb2.ListRequest(limit=1000), timeout=30)
-        return [
-            await stub.GetSpecification(recognition_pb2.GetSpecificationRequest(spec_id=s.id), timeout=30)
-            for s in specs.results
-        ]
+        # The listing carries no outputs (v0.7's list shape): their labels come from one Get each, all at once.
+        return await asyncio.gather(
+            *(
+                stub.GetSpecification(recognition_pb2.GetSpecificationRequest(spec_id=s.id), timeout=30)
+                for s in specs.results
+            )
+        )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -161,7 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from service.stream_client import StreamOptions, stream_video
+    from service.client.stream import StreamOptions, stream_video
 
     options = StreamOptions(
         server=args.server,
@@ -190,7 +193,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 async def _health(server: str, service: str) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    async with grpc.aio.insecure_channel(server) as channel:
+    async with client.channel(server, api_key="") as channel:  # health needs no key
         stub = health_pb2_grpc.HealthStub(channel)
         response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         return int(response.status)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -221,3 +223,23 @@ async def test_tls_and_mutual_tls(
         async with grpc.aio.insecure_channel(target) as channel:
             with pytest.raises(grpc.aio.AioRpcError):
                 await recognition_pb2_grpc.RecognitionServiceStub(channel).Recognize(request(b"x"), timeout=5)
+        # The container's health check, configured by the server's own variables plus a client certificate.
+        env = {
+            **os.environ,
+            "SIGHTLINE_TLS_CERT_FILE": str(certificates["cert"]),
+            "SIGHTLINE_CLIENT_CA_FILE": str(certificates["ca"]),
+            "SIGHTLINE_CLIENT_CERT_FILE": str(certificates["client"]),
+            "SIGHTLINE_CLIENT_KEY_FILE": str(certificates["client"]),
+            "SIGHTLINE_CLIENT_TLS_NAME": "localhost",
+        }
+        health = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service", "health", "--server", target, env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await health.communicate()
+        assert health.returncode == 0, out
+        assert b"SERVING" in out
+        plain = {k: v for k, v in env.items() if not k.startswith("SIGHTLINE_")}
+        refused = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service", "health", "--server", target, env=plain, stderr=asyncio.subprocess.DEVNULL
+        )
+        assert await refused.wait() == 1, "a plaintext health check reached a TLS server"

@@ -17,9 +17,9 @@ import numpy.typing as npt
 from av.video.stream import VideoStream
 from google.protobuf import json_format
 
-from service import client
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
-from service.annotate import annotate
+from service.client import channel as client
+from service.client.drawing import annotate
 
 __all__ = ["StreamOptions", "StreamReport", "stream_video"]
 
