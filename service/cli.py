@@ -129,10 +129,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
-    from service.server import limit_malloc_arenas, serve
+    from service.server import serve
     from service.settings import Settings
 
-    limit_malloc_arenas()
     overrides: dict[str, Any] = {}
     if args.port is not None:
         overrides["port"] = args.port

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -52,7 +50,7 @@ from service.tasks import TaskRunner, decode_result, encode_result
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 
-__all__ = ["SERVICE_NAMES", "Application", "limit_malloc_arenas", "running", "serve", "serve_in_thread", "start"]
+__all__ = ["SERVICE_NAMES", "Application", "running", "serve", "serve_in_thread", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -332,22 +330,6 @@ async def _start_server(
         triton,
         lifecycle,
     )
-
-
-_M_ARENA_MAX = -8
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would), before the worker threads start.
-
-    Decoding and preprocessing run in a thread pool; glibc gives busy threads arenas of their own (up to 8 per
-    core) and returns little of them, so a server under load kept growing (the soak: +32 % RSS in 8 minutes,
-    with no growth of Python's own traced memory). An explicit ``MALLOC_ARENA_MAX`` wins; other C libraries are
-    left alone."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
 
 
 @contextlib.asynccontextmanager
