@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream soak zoo zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream soak fuzz zoo zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -128,6 +128,12 @@ bench-stream: $(STAMP)
 ## (docs/soak.md). Options through SOAK_ARGS, e.g. make soak SOAK_ARGS="--minutes 1 --json soak.json".
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+## Fuzz the requests of every RPC against a real server for longer than `make test` does: random seeds, 2000
+## examples a method and kind unless SIGHTLINE_FUZZ_EXAMPLES says otherwise (docs/fuzzing.md).
+fuzz: $(STAMP)
+	SIGHTLINE_FUZZ_RANDOM=1 SIGHTLINE_FUZZ_EXAMPLES=$${SIGHTLINE_FUZZ_EXAMPLES:-2000} \
+		$(BIN)/python -m pytest tests/fuzz/test_fuzz_messages.py -q -s
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(ZOO_VENV) .mypy_cache .ruff_cache .pytest_cache .protos-check
