@@ -11,38 +11,26 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-import grpc
-
 from service.api.errors import abort_with
-from service.api.handlers import wrap_handler
+from service.api.handlers import Handler, HandlerInterceptor, Metadata, wrap_handler
 from service.auth import PRINCIPAL, Authenticator, Principal
 
 __all__ = ["AuthInterceptor"]
 
-_OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
+class AuthInterceptor(HandlerInterceptor):
+    skip = ("/grpc.health.", "/grpc.reflection.")
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = str(handler_call_details.method)
-        if handler is None or method.startswith(_OPEN_PREFIXES):
-            return handler
-        # All entries, not a dict: a key sent twice must be seen twice.
-        metadata = tuple((k, v) for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str))
+    def wrap(self, handler: Handler, method: str, metadata: Metadata) -> Handler:
         guard = _Guard(self._authenticator, method, metadata)
         return wrap_handler(handler, guard.unary, guard.streaming)
 
 
 class _Guard:
-    def __init__(self, authenticator: Authenticator, method: str, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, authenticator: Authenticator, method: str, metadata: Metadata) -> None:
         self._authenticator = authenticator
         self._method = method
         self._metadata = metadata

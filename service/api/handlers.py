@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import grpc
 
-__all__ = ["wrap_handler"]
+__all__ = ["HandlerInterceptor", "Metadata", "wrap_handler"]
 
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # a string: grpc's class is generic only in its stubs
+Metadata = tuple[tuple[str, str], ...]
+"""A call's text metadata, every entry in order (a key sent twice is there twice)."""
 Unary = Callable[[Any, Any], Awaitable[Any]]
 Streaming = Callable[[Any, Any], AsyncGenerator[Any]]
 
@@ -31,3 +34,25 @@ def wrap_handler(
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(unary(cast(Unary, handler.stream_unary)), **kwargs)
     return grpc.stream_stream_rpc_method_handler(streaming(cast(Streaming, handler.stream_stream)), **kwargs)
+
+
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor that rewraps the handler of each method: subclasses give ``wrap``. Methods starting
+    with one of ``skip`` (health, reflection ...) keep their handler."""
+
+    skip: tuple[str, ...] = ()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = str(handler_call_details.method)
+        if handler is None or method.startswith(self.skip):
+            return handler
+        metadata = tuple((k, v) for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str))
+        return self.wrap(handler, method, metadata)
+
+    def wrap(self, handler: Handler, method: str, metadata: Metadata) -> Handler:
+        raise NotImplementedError

@@ -25,12 +25,13 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import grpc
 
 from service.api.errors import abort_with
+from service.api.handlers import Handler, HandlerInterceptor, Metadata
 from service.errors import MalformedRequestError, ShuttingDownError
 
 __all__ = ["CallLifecycle"]
@@ -69,7 +70,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> tuple[Callable[[by
     return parse, _message_name(deserializer)
 
 
-class CallLifecycle(grpc.aio.ServerInterceptor):
+class CallLifecycle(HandlerInterceptor):
     """The outermost server interceptor (first in the server's list); also the handle the drain works through."""
 
     def __init__(self) -> None:
@@ -104,17 +105,7 @@ class CallLifecycle(grpc.aio.ServerInterceptor):
         if calls:
             await asyncio.wait(calls, timeout=2.0)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return self._wrap(handler, str(handler_call_details.method))
-
-    def _wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
+    def wrap(self, handler: Handler, method: str, metadata: Metadata) -> Handler:
         deserializer, message = _tolerant(handler.request_deserializer)
         kwargs: dict[str, Any] = {
             "request_deserializer": deserializer,

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from service.api.handlers import wrap_handler
+from service.api.handlers import Handler, HandlerInterceptor, Metadata, wrap_handler
 from service.observability import PROPAGATOR, REQUEST_ID, Metrics
 
 __all__ = ["ObservabilityInterceptor"]
@@ -47,26 +47,17 @@ def _code_of(context: Any, error: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+class ObservabilityInterceptor(HandlerInterceptor):
     """Request id, server span, access log line and metrics around every RPC (unary and streaming)."""
+
+    skip = ("/grpc.reflection", "/grpc.health")
 
     def __init__(self, metrics: Metrics, tracer: trace.Tracer) -> None:
         self._metrics = metrics
         self._tracer = tracer
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = str(handler_call_details.method)
-        if method.startswith("/grpc.reflection") or method.startswith("/grpc.health"):
-            return handler
-        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
-        observe = _Observation(self._metrics, self._tracer, method, metadata)
+    def wrap(self, handler: Handler, method: str, metadata: Metadata) -> Handler:
+        observe = _Observation(self._metrics, self._tracer, method, dict(metadata))
         return wrap_handler(handler, observe.unary, observe.streaming)
 
 
