@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf import field_mask_pb2, json_format, message, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, json_format, message, struct_pb2, timestamp_pb2
 
 from postprocess.types import LabelsResult, Prediction
 from service._proto.sightline.v1 import common_pb2, inference_pb2, networks_pb2, recognition_pb2, streams_pb2, tasks_pb2
@@ -90,42 +90,53 @@ def page_bounds(offset: int, limit: int) -> tuple[int, int]:
 
 
 def _json(msg: message.Message, where: str) -> dict[str, Any]:
-    """The message's v0.7 JSON; INVALID_ARGUMENT naming the field for a number JSON cannot hold (NaN, ±inf)."""
+    """The message's v0.7 JSON; INVALID_ARGUMENT naming the field for a value JSON cannot hold: NaN or ±inf, a
+    Timestamp outside years 1 to 9999, a Duration out of its range."""
     try:
         body: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
-    except json_format.SerializeToJsonError:
-        path = _non_finite(msg, where)
-        if path is None:
-            raise
-        raise InvalidArgumentError.field(
-            path, "is not a finite number (NaN and infinities have no JSON form)"
-        ) from None
+    except (json_format.SerializeToJsonError, ValueError) as exc:
+        found = _unprintable(msg, where)
+        path, why = found if found else (where, f"cannot be read: {str(exc)[:200]}")
+        raise InvalidArgumentError.field(path, why) from None
     return body
 
 
-def _non_finite(value: Any, path: str) -> str | None:
-    """The path of the first NaN or infinite number in a message, a Struct or a Value, or None."""
+_NON_FINITE = "is not a finite number (NaN and infinities have no JSON form)"
+_TIMESTAMP_RANGE = (-62_135_596_800, 253_402_300_799)  # 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+_DURATION_MAX_S = 315_576_000_000  # ±10 000 years, google.protobuf.Duration's range
+
+
+def _unprintable(value: Any, path: str) -> tuple[str, str] | None:
+    """The path of the first value JSON cannot print in a message, a Struct or a Value, and why; or None."""
     if isinstance(value, struct_pb2.Value):
         kind = value.WhichOneof("kind")
         if kind == "number_value":
-            return None if math.isfinite(value.number_value) else path
+            return None if math.isfinite(value.number_value) else (path, _NON_FINITE)
         if kind == "struct_value":
-            return _non_finite(value.struct_value, path)
+            return _unprintable(value.struct_value, path)
         if kind == "list_value":
-            return next(
-                (p for i, v in enumerate(value.list_value.values) if (p := _non_finite(v, f"{path}[{i}]"))), None
-            )
+            values = enumerate(value.list_value.values)
+            return next((p for i, v in values if (p := _unprintable(v, f"{path}[{i}]"))), None)
         return None
     if isinstance(value, struct_pb2.Struct):
-        return next((p for k, v in value.fields.items() if (p := _non_finite(v, f"{path}.{k}"))), None)
+        return next((p for k, v in value.fields.items() if (p := _unprintable(v, f"{path}.{k}"))), None)
+    if isinstance(value, timestamp_pb2.Timestamp):
+        low, high = _TIMESTAMP_RANGE
+        if low <= value.seconds <= high and 0 <= value.nanos <= 999_999_999:
+            return None
+        return path, "is not a timestamp between the years 1 and 9999 (nanos 0 to 999999999)"
+    if isinstance(value, duration_pb2.Duration):
+        if abs(value.seconds) <= _DURATION_MAX_S and abs(value.nanos) <= 999_999_999:
+            return None
+        return path, "is out of a duration's range (about ±10 000 years)"
     if isinstance(value, message.Message):
         for field, item in value.ListFields():
             items = list(enumerate(item)) if field.is_repeated else [(None, item)]
             for i, element in items:
                 where = f"{path}.{field.name}" + ("" if i is None else f"[{i}]")
                 if isinstance(element, float) and not math.isfinite(element):
-                    return where
-                if isinstance(element, message.Message) and (found := _non_finite(element, where)):
+                    return where, _NON_FINITE
+                if isinstance(element, message.Message) and (found := _unprintable(element, where)):
                     return found
     return None
 
