@@ -196,35 +196,28 @@ def _select(
         return rows[score_order(scores[rows], tiebreak[rows])]
 
     predicted = ranked(passed)
-    # Without discarded results nor a second NMS, predicted boxes after the first max_predictions don't matter.
-    everything = with_discarded or config.class_agnostic_nms is not None
-    kept = predicted[
+    below = ranked(usable & ~passed) if with_discarded and limit > 0 else np.empty(0, dtype=np.intp)
+    # One class-aware pass over both lists: predicted first, then discarded. NMS only compares boxes of
+    # one label, and within a label every predicted score is above every discarded one, so this order
+    # ranks each label's boxes as their scores do; the discarded list needs no more than `limit` kept.
+    # Without discarded results nor a second NMS, predicted boxes after the first `limit` don't matter.
+    pool = np.concatenate([predicted, below]) if below.size else predicted
+    whole_predicted = below.size > 0 or config.class_agnostic_nms is not None
+    survivors = pool[
         ranked_nms(
-            boxes.take(predicted, axis=0),
-            labels[predicted],
+            boxes.take(pool, axis=0),
+            labels[pool],
             config.nms_threshold,
-            max_output=None if everything else limit,
+            max_output=limit if below.size or not whole_predicted else None,
+            count_from=predicted.size if below.size else 0,
         )
     ]
+    split = int(np.count_nonzero(passed[survivors]))
+    kept, alternatives = survivors[:split], survivors[split:][:limit]
     shown = kept
     if config.class_agnostic_nms is not None:
         shown = kept[ranked_nms(boxes.take(kept, axis=0), None, config.class_agnostic_nms, max_output=limit)]
     shown = shown[:limit]
-
-    alternatives = np.empty(0, dtype=np.intp)
-    if with_discarded and limit > 0:
-        below = ranked(usable & ~passed)
-        if below.size:
-            # Kept predicted boxes first: within a label they outrank every discarded box anyway.
-            pool = np.concatenate([kept, below])
-            survivors = ranked_nms(
-                boxes.take(pool, axis=0),
-                labels[pool],
-                config.nms_threshold,
-                max_output=kept.size + limit,
-                known_kept=kept.size,
-            )
-            alternatives = pool[survivors[survivors >= kept.size]][:limit]
 
     def build(rows: NDArray[np.intp]) -> tuple[Prediction, ...]:
         return _predictions(rows, regions, labels, scores, boxes, config)

@@ -26,6 +26,7 @@ Non-finite boxes (NaN or infinite coordinates) neither suppress nor are suppress
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,6 +118,7 @@ def ranked_nms(
     *,
     max_output: int | None = None,
     known_kept: int = 0,
+    count_from: int = 0,
 ) -> NDArray[np.intp]:
     """NMS of boxes already in rank order (best first), for callers that rank by their own key.
 
@@ -128,6 +130,9 @@ def ranked_nms(
         max_output: keep at most this many.
         known_kept: the first ``known_kept`` boxes are known to survive (the result of an earlier NMS at
             the same threshold): they are not checked among themselves.
+        count_from: ``max_output`` counts only the kept boxes at positions ``>= count_from``: every kept
+            box before it is returned, then at most ``max_output`` of the others (``detect`` ranks its
+            predicted boxes, then its discarded ones, and caps the discarded list alone).
 
     Returns:
         ``(K,)`` increasing positions of the kept boxes.
@@ -135,7 +140,9 @@ def ranked_nms(
     _check(boxes, np.empty(boxes.shape[0]), iou_threshold, max_output)
     if not 0 <= known_kept <= boxes.shape[0]:
         raise ValueError(f"known_kept must be in [0, {boxes.shape[0]}], got {known_kept}")
-    return _nms_ranked(boxes, groups, iou_threshold, max_output, known_kept)
+    if count_from < 0:
+        raise ValueError(f"count_from must be >= 0, got {count_from}")
+    return _nms_ranked(boxes, groups, iou_threshold, max_output, known_kept, count_from)
 
 
 def score_order(scores: ArrayLike, tiebreak: NDArray[np.integer[Any]] | None = None) -> NDArray[np.intp]:
@@ -152,7 +159,12 @@ def score_order(scores: ArrayLike, tiebreak: NDArray[np.integer[Any]] | None = N
     secondary = np.arange(values.size) if tiebreak is None else np.asarray(tiebreak)
     if values.size == 0:
         return np.empty(0, dtype=np.intp)
-    if values.dtype in (np.float16, np.float32) and secondary.min() >= 0 and secondary.max() < 1 << 31:
+    if (
+        values.size > _SMALL
+        and values.dtype in (np.float16, np.float32)
+        and secondary.min() >= 0
+        and secondary.max() < 1 << 31
+    ):
         # One int64 key (a sort 2-3x faster than a stable argsort): the float32 bits mapped to an
         # order-preserving unsigned integer, reversed for a decreasing order, then the tiebreak.
         bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into 0.0
@@ -192,41 +204,193 @@ def _nms_ranked(
     iou_threshold: float,
     max_output: int | None,
     known_kept: int = 0,
+    count_from: int = 0,
 ) -> NDArray[np.intp]:
-    """Greedy NMS of boxes in rank order; returns the increasing positions of the kept ones."""
+    """Greedy NMS of boxes in rank order; returns the increasing positions of the kept ones.
+
+    ``max_output`` counts only the kept boxes at positions ``>= count_from``: every kept box before
+    ``count_from`` is returned, then at most ``max_output`` of the others.
+    """
+    n = boxes.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.intp)
+    if n <= _SMALL:
+        return _cut(_loop(boxes, groups, iou_threshold, known_kept), count_from, max_output)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if known_kept or not _HEADS:
+            return _sweep_ranked(boxes, groups, iou_threshold, max_output, known_kept, count_from)
+        kept, rest = _heads(boxes, groups, iou_threshold)
+        if rest.size:
+            rest.sort()
+            sub = _sweep_ranked(
+                boxes.take(rest, axis=0),
+                None if groups is None else groups[rest],
+                iou_threshold,
+                max_output,
+                0,
+                int(np.searchsorted(rest, count_from)),
+            )
+            kept = np.concatenate([kept, rest[sub]])
+        kept.sort()
+    return _cut(kept, count_from, max_output)
+
+
+def _cut(kept: NDArray[np.intp], count_from: int, max_output: int | None) -> NDArray[np.intp]:
+    """The kept positions before ``count_from``, then the first ``max_output`` of the others."""
+    if max_output is None:
+        return kept
+    return kept[: int(np.searchsorted(kept, count_from)) + max_output]
+
+
+def _loop(
+    boxes: NDArray[np.float64], groups: NDArray[np.integer[Any]] | None, iou_threshold: float, known_kept: int
+) -> NDArray[np.intp]:
+    """Greedy NMS one box at a time in Python floats, for a handful of boxes (no numpy call per step).
+
+    The same IEEE operations as :meth:`_Columns.overlap`, so the same IoUs to the last bit.
+    """
+    rows = boxes.tolist()
+    labels = [0] * len(rows) if groups is None else groups.tolist()
+    kept: list[int] = list(range(known_kept))
+    kept_boxes: list[tuple[int, float, float, float, float, float]] = [
+        (labels[i], *rows[i], max(rows[i][2] - rows[i][0], 0.0) * max(rows[i][3] - rows[i][1], 0.0))
+        for i in kept
+        if all(math.isfinite(v) for v in rows[i])
+    ]
+    for i in range(known_kept, len(rows)):
+        x1, y1, x2, y2 = rows[i]
+        if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
+            kept.append(i)  # neither suppresses nor is suppressed
+            continue
+        label = labels[i]
+        area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+        for other, a1, b1, a2, b2, other_area in kept_boxes:
+            if other != label:
+                continue
+            # min and max spelled out (faster); a pair apart on one axis has an IoU of 0.
+            width = (x2 if x2 < a2 else a2) - (x1 if x1 > a1 else a1)
+            if width <= 0.0:
+                continue
+            height = (y2 if y2 < b2 else b2) - (y1 if y1 > b1 else b1)
+            if height <= 0.0:
+                continue
+            inter = width * height
+            union = area + other_area - inter
+            if union > 0.0 and inter / union > iou_threshold:
+                break
+        else:
+            kept.append(i)
+            kept_boxes.append((label, x1, y1, x2, y2, area))
+    return np.array(kept, dtype=np.intp)
+
+
+_SMALL = 24
+"""Up to this many boxes, NMS runs as a plain loop (:func:`_loop`): numpy's per-call costs would dominate."""
+
+_HEADS = True
+"""Whether NMS starts with the heads kernel (:func:`_heads`); the tests turn it off to get the sweep alone."""
+
+_HEADS_PROGRESS = 4
+"""The heads kernel goes on while each round removes at least 1 / this of the boxes left."""
+
+_HEADS_ROUNDS = 64
+"""Most rounds of the heads kernel before the sweep takes over."""
+
+
+def _heads(
+    boxes: NDArray[np.float64], groups: NDArray[np.integer[Any]] | None, iou_threshold: float
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Greedy NMS by rounds over every group at once, while it removes boxes quickly.
+
+    In each round, the best box left in each group (its head) is kept, being outranked only by kept
+    boxes that did not suppress it, and every box of its group that it suppresses is dropped: a round
+    costs one vectorised pass over the boxes left, and there are as many as the most boxes kept in one
+    group. That suits clusters of duplicates (a few rounds remove nearly everything) and fails on many
+    boxes kept per group, so it stops as soon as a round removes less than 1 / _HEADS_PROGRESS of the
+    boxes left. No kept box suppresses a box left then, so greedy NMS among the boxes left (the sweep)
+    gives their fate. Non-finite boxes are kept at once: they neither suppress nor are suppressed.
+
+    Returns:
+        ``(kept, rest)``: positions kept (unordered) and positions still undecided (unordered).
+    """
+    n = boxes.shape[0]
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, k]) for k in range(4))
+    columns = _Columns(x1, y1, x2, y2, box_area(boxes))
+    finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
+    if groups is None:
+        rest = np.arange(n)
+        labels = np.zeros(n, dtype=np.intp)
+    else:
+        # By group, rank order within each group: one int64 key, a sort faster than a stable argsort.
+        packed = (groups.astype(np.int64) << np.int64(32)) | np.arange(n, dtype=np.int64)
+        packed.sort()
+        rest = (packed & np.int64(0xFFFFFFFF)).astype(np.intp)
+        labels = groups[rest]
+    kept = [rest[~finite[rest]]]
+    if not finite.all():
+        labels = labels[finite[rest]]
+        rest = rest[finite[rest]]
+    for _ in range(_HEADS_ROUNDS):
+        m = rest.size
+        if m == 0:
+            break
+        starts = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+        firsts = np.concatenate([np.zeros(1, dtype=np.intp), starts])
+        heads = rest[firsts]
+        kept.append(heads)
+        # Each box left, against its group's head; the head itself leaves too.
+        lengths = np.diff(np.append(firsts, m))
+        stays = ~columns.overlap(rest, np.repeat(heads, lengths), iou_threshold)
+        stays[firsts] = False
+        rest = rest[stays]
+        labels = labels[stays]
+        if (m - rest.size) * _HEADS_PROGRESS < m:
+            break
+    return np.concatenate(kept), rest
+
+
+def _sweep_ranked(
+    boxes: NDArray[np.float64],
+    groups: NDArray[np.integer[Any]] | None,
+    iou_threshold: float,
+    max_output: int | None,
+    known_kept: int = 0,
+    count_from: int = 0,
+) -> NDArray[np.intp]:
+    """Greedy NMS by the sweep and blocks (module docstring); arguments as :func:`_nms_ranked`."""
     block = _BLOCK
     n = boxes.shape[0]
-    limit = n if max_output is None else min(n, max_output)
-    if limit == 0:
+    limit = n if max_output is None else max_output
+    head = min(count_from, n)
+    if n == 0 or (limit == 0 and head == 0):
         return np.empty(0, dtype=np.intp)
-    with np.errstate(invalid="ignore", over="ignore"):
-        geometry = _Geometry(boxes, groups, iou_threshold)
-        if n <= block:
-            # Few overlapping pairs (sparse boxes): one pass over all of them beats the blocks' overheads.
-            everything = np.arange(n)
-            sweep = geometry.sweep(everything)
-            if int(np.maximum(sweep[2] - np.arange(1, n + 1), 0).sum()) <= _ONE_PASS_PAIRS + 16 * n:
-                return everything[geometry.greedy(everything, sweep, trusted=known_kept)][:limit]
-        kept = np.arange(known_kept)
-        screen = _Screen(geometry, kept)
-        size = min(block, _FIRST_BLOCK)
-        start = known_kept
-        while start < n and kept.size < limit:
-            stop = min(n, start + size)
-            candidates = np.arange(start, stop)
-            if kept.size:
-                candidates = candidates[~screen.hits(candidates)]
-            if candidates.size > _MAX_GREEDY:
-                # Too many survivors to pair them all: resolve the first ones, revisit the rest next time.
-                candidates = candidates[:_MAX_GREEDY]
-                stop = int(candidates[-1]) + 1
-            if candidates.size > 1:
-                candidates = candidates[geometry.greedy(candidates)]
-            kept = np.concatenate([kept, candidates])
-            screen.add(candidates)
-            start = stop
-            size = min(_GROWTH * size, block)
-    return kept[:limit]
+    geometry = _Geometry(boxes, groups, iou_threshold)
+    if n <= block:
+        # Few overlapping pairs (sparse boxes): one pass over all of them beats the blocks' overheads.
+        everything = np.arange(n)
+        sweep = geometry.sweep(everything)
+        if int(np.maximum(sweep[2] - np.arange(1, n + 1), 0).sum()) <= _ONE_PASS_PAIRS + 16 * n:
+            return _cut(everything[geometry.greedy(everything, sweep, trusted=known_kept)], head, max_output)
+    kept = np.arange(known_kept)
+    screen = _Screen(geometry, kept)
+    size = min(block, _FIRST_BLOCK)
+    start = known_kept
+    while start < n and (start < head or kept.size - int(np.searchsorted(kept, head)) < limit):
+        stop = min(n, start + size)
+        candidates = np.arange(start, stop)
+        if kept.size:
+            candidates = candidates[~screen.hits(candidates)]
+        if candidates.size > _MAX_GREEDY:
+            # Too many survivors to pair them all: resolve the first ones, revisit the rest next time.
+            candidates = candidates[:_MAX_GREEDY]
+            stop = int(candidates[-1]) + 1
+        if candidates.size > 1:
+            candidates = candidates[geometry.greedy(candidates)]
+        kept = np.concatenate([kept, candidates])
+        screen.add(candidates)
+        start = stop
+        size = min(_GROWTH * size, block)
+    return _cut(kept, head, max_output)
 
 
 class _Screen:
