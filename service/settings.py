@@ -10,7 +10,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["BUNDLED_REPOSITORY", "Settings"]
 
-BUNDLED_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+_SOURCE_TREE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+_PACKAGED_REPOSITORY = Path(__file__).resolve().parent / "model_repository"  # what a wheel carries (setup.py)
+BUNDLED_REPOSITORY = _SOURCE_TREE_REPOSITORY if _SOURCE_TREE_REPOSITORY.is_dir() else _PACKAGED_REPOSITORY
+"""The public models: the source tree's ``model_repository/``, or the copy an installed wheel holds."""
 
 
 class Settings(BaseSettings):

@@ -1,4 +1,4 @@
-# Generated from caffe.proto by service/convert/caffe/generate_schema.py. Do not edit.
+# Generated from caffe.proto by scripts/gen_caffe_schema.py. Do not edit.
 # ruff: noqa
 # fmt: off
 # mypy: ignore-errors, disallow-any-generics=False

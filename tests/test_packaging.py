@@ -1,0 +1,45 @@
+"""A built wheel is the product: it serves the bundled public models after ``pip install``, and carries no dev
+tools (training, benchmarks, generators, tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_wheel_serves_the_public_models(tmp_path: Path) -> None:
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run(
+        [*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+        check=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = (tmp_path / "dist").glob("sightline-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "service/model_repository/colors/1/model.onnx" in names
+    assert not [n for n in names if n.split("/")[0] in {"tools", "zoo", "bench", "tests", "scripts"}]
+    assert not [n for n in names if Path(n).name.startswith("gen_")]
+
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True)
+    # Outside the source tree, with the installed copy first on the path: the package's own models.
+    probe = (
+        "import json, service, service.settings as s; from service.catalog import Catalog; "
+        "specs = Catalog.load(s.BUNDLED_REPOSITORY).specifications(); "
+        "print(json.dumps([service.__file__, str(s.BUNDLED_REPOSITORY), sorted(x.id for x in specs)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env={"PYTHONPATH": str(site)}, cwd=tmp_path, capture_output=True, check=True
+    ).stdout
+    module, repository, specs = json.loads(out)
+    assert module.startswith(str(site))
+    assert repository == str(site / "service" / "model_repository")
+    expected = sorted(
+        json.loads(p.read_text())["spec"]["id"] for p in (ROOT / "model_repository").glob("*/sightline.json")
+    )
+    assert specs == expected
