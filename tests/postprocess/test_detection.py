@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import astuple, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from postprocess import (
     reframe,
 )
 from postprocess.boxes import box_iou
+from tests.postprocess.test_nms import kernel
 
 LABELS = (Label(1, "person"), Label(2, "bicycle"), Label(3, "car"))
 SIZE = (100, 100)  # input (height, width): pixels are percents
@@ -300,24 +302,39 @@ def yolov8_image(draw: st.DrawFn) -> NDArray[Any]:
     return tensor
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     tensor=yolov8_image(),
     nms=st.sampled_from([0.0, 0.3, 0.45, 0.7]),
     limit=st.integers(0, 6),
     thresholds=st.lists(st.sampled_from([0.1, 0.3, 0.5, 0.9]), min_size=3, max_size=3),
 )
+@pytest.mark.parametrize("name", ["default", "loop", "heads", "sweep"])
 def test_detect_matches_a_plain_reference(
-    tensor: NDArray[Any], nms: float, limit: int, thresholds: list[float]
+    name: str, tensor: NDArray[Any], nms: float, limit: int, thresholds: list[float]
 ) -> None:
     centres, sizes = tensor[:2].T.astype(np.float64), tensor[2:4].T.astype(np.float64)
     boxes = np.clip(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1) / 100, 0, 1)
     gaps = np.abs(box_iou(boxes, boxes) - nms)
     assume(not ((gaps > 0) & (gaps < 1e-9)).any())  # IoUs computed in another order may differ in the last bit
     cfg = config(thresholds=tuple(thresholds), nms=nms, discard=0.1)
-    result = run({"out": tensor[None]}, cfg, max_predictions=limit)
+    with kernel(name):
+        result = run({"out": tensor[None]}, cfg, max_predictions=limit)
     expected = reference_detect(tensor, thresholds, 0.1, nms, limit)
     found = [(p.label_id, p.region_id, p.score) for p in result.predicted]
     assert (found, [(p.label_id, p.region_id, p.score) for p in result.discarded]) == expected
     predicted_only = run({"out": tensor[None]}, cfg, max_predictions=limit, with_discarded=False)
     assert predicted_only == LabelsResult(result.predicted, ())
+
+
+def test_results_equal_those_of_the_dataclass_constructors() -> None:
+    outputs = v8((20, 20, 10, 10, 0.9, 0.3, 0.05), (70, 70, 10, 10, 0.4, 0.6, 0.0))
+    result = run(outputs, config(thresholds=(0.5, 0.7, 0.5)))
+    built = result.predicted + result.discarded
+    assert built == tuple(
+        Prediction(p.label_id, p.label_name, p.score, p.threshold, p.region_id, BBox(*astuple(p.bbox)), p.track_id)
+        for p in built
+        if p.bbox is not None
+    )
+    assert all(type(p) is Prediction and type(p.bbox) is BBox and p.track_id is None for p in built)
+    assert [hash(p) for p in built] == [hash(replace(p)) for p in built]

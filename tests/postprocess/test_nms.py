@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from unittest import mock
 
@@ -273,3 +273,117 @@ def test_invalid_arguments() -> None:
         nms(boxes, np.zeros(2), 0.5, max_output=-1)
     with pytest.raises(ValueError, match="idxs"):
         batched_nms(boxes, np.zeros(2), np.zeros(3), 0.5)
+
+
+# The kernels: a plain loop (a handful of boxes), the heads rounds (clusters of duplicates) handing over
+# to the sweep, and the sweep alone (the implementation before the heads kernel, kept as an oracle).
+KERNELS: dict[str, dict[str, int | bool]] = {
+    "default": {},
+    "loop": {"_SMALL": 1 << 30},
+    "heads": {"_SMALL": 0},
+    "heads-early-handover": {"_SMALL": 0, "_HEADS_PROGRESS": 1, "_HEADS_ROUNDS": 1},
+    "heads-to-the-end": {"_SMALL": 0, "_HEADS_PROGRESS": 1 << 30},
+    "sweep": {"_SMALL": 0, "_HEADS": False},
+}
+
+
+@contextmanager
+def kernel(name: str) -> Iterator[None]:
+    with ExitStack() as stack:
+        for attribute, value in KERNELS[name].items():
+            stack.enter_context(mock.patch.object(NMS_MODULE, attribute, value))
+        yield
+
+
+@st.composite
+def clusters(draw: st.DrawFn, max_clusters: int = 6) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], float]:
+    """Clusters of near-duplicate boxes (a real object's candidates), some of several groups, plus strays."""
+    parts = []
+    for _ in range(draw(st.integers(0, max_clusters))):
+        size = draw(st.integers(1, 30))
+        corner = draw(arrays(np.int64, (1, 2), elements=st.integers(0, 60)))
+        extent = draw(arrays(np.int64, (1, 2), elements=st.integers(8, 30)))
+        jitter = draw(arrays(np.int64, (size, 4), elements=st.integers(-2, 2)))
+        parts.append(np.concatenate([corner, corner + extent], axis=1) + jitter)
+    strays = draw(st.integers(0, 10))
+    corners = draw(arrays(np.int64, (strays, 2), elements=st.integers(0, 90)))
+    sizes = draw(arrays(np.int64, (strays, 2), elements=st.integers(1, 10)))
+    parts.append(np.concatenate([corners, corners + sizes], axis=1))
+    boxes = np.concatenate(parts).astype(np.float64)
+    n = boxes.shape[0]
+    scores = draw(arrays(np.float32, (n,), elements=st.integers(1, 40).map(float)))
+    groups = draw(arrays(np.int64, (n,), elements=st.integers(0, draw(st.integers(0, 3)))))
+    threshold = draw(st.sampled_from(THRESHOLDS))
+    assume(n == 0 or np.abs(box_iou(boxes, boxes) - threshold).min() > 1e-6)
+    return boxes, scores, groups, threshold
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    case=st.one_of(scene(max_boxes=60), clusters()),
+    name=st.sampled_from(sorted(KERNELS)),
+    max_output=st.one_of(st.none(), st.integers(0, 12)),
+    count_from=st.integers(0, 40),
+)
+def test_every_kernel_matches_the_reference(
+    case: tuple[NDArray[Any], NDArray[Any], NDArray[Any], float],
+    name: str,
+    max_output: int | None,
+    count_from: int,
+) -> None:
+    boxes, scores, groups, threshold = case
+    expected = reference_nms(boxes, scores, groups, threshold)
+    with kernel(name):
+        assert batched_nms(boxes, scores, groups, threshold).tolist() == expected
+        assert nms(boxes, scores, threshold).tolist() == reference_nms(boxes, scores, np.zeros(len(boxes)), threshold)
+        order = score_order(scores)
+        full = ranked_nms(boxes[order], groups[order], threshold).tolist()
+        assert order[full].tolist() == expected
+        found = ranked_nms(boxes[order], groups[order], threshold, max_output=max_output, count_from=count_from)
+    tail = [k for k in full if k >= count_from]
+    assert found.tolist() == [k for k in full if k < count_from] + tail[:max_output]
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=clusters(max_clusters=10), name=st.sampled_from(sorted(KERNELS)))
+def test_clusters_match_opencv(case: tuple[NDArray[Any], NDArray[Any], NDArray[Any], float], name: str) -> None:
+    boxes, scores, groups, threshold = case
+    with kernel(name):
+        assert batched_nms(boxes, scores, groups, threshold).tolist() == opencv_nms(boxes, scores, threshold, groups)
+        assert nms(boxes, scores, threshold).tolist() == opencv_nms(boxes, scores, threshold)
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_non_finite_boxes_in_every_kernel(name: str) -> None:
+    boxes = np.array([[0.0, 0, 10, 10], [0, 0, np.nan, 10], [0, 0, np.inf, 10], [1, 1, 10, 10], [0, 0, 0, 10]])
+    scores = np.array([0.5, 0.9, 0.8, 0.7, 0.95])
+    with kernel(name):
+        assert nms(boxes, scores, 0.3).tolist() == [4, 1, 2, 3]
+        assert ranked_nms(boxes, None, 0.3, known_kept=1).tolist() == [0, 1, 2, 4]
+
+
+def test_a_large_pile_goes_by_heads() -> None:
+    # 80 groups of 8400 identical boxes: one round of the heads kernel decides everything.
+    n = 8400 * 80
+    boxes = np.tile([10.0, 10.0, 50.0, 50.0], (n, 1))
+    kept = batched_nms(boxes, np.full(n, 0.5, dtype=np.float32), np.arange(n) % 80, 0.45)
+    assert kept.tolist() == list(range(80))
+
+
+def test_count_from_is_validated() -> None:
+    with pytest.raises(ValueError, match="count_from"):
+        ranked_nms(np.zeros((2, 4)), None, 0.5, count_from=-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=arrays(np.float32, st.integers(0, 200), elements=st.sampled_from([0.0, -0.0, 0.5, 1.0, np.nan, -np.inf])),
+    data=st.data(),
+)
+def test_score_order_packed_key_matches_a_stable_sort(scores: NDArray[Any], data: st.DataObject) -> None:
+    tiebreak = data.draw(arrays(np.int64, scores.shape, elements=st.integers(0, 5)))
+    expected = sorted(range(scores.size), key=lambda i: (np.isnan(scores[i]), -float(np.nan_to_num(scores[i])), i))
+    assert score_order(scores).tolist() == expected
+    by_tiebreak = score_order(scores, tiebreak).tolist()
+    keys = [(bool(np.isnan(scores[i])), -float(np.nan_to_num(scores[i])), int(tiebreak[i])) for i in by_tiebreak]
+    assert keys == sorted(keys)
