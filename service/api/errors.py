@@ -107,10 +107,24 @@ def to_status(exc: SightlineError) -> status_pb2.Status:
     return status_pb2.Status(code=code.value[0], message=_bounded(without_paths(exc.message)), details=details)
 
 
+def _wire_size(char: str) -> int:
+    """Bytes a character takes in ``grpc-message``, which percent-encodes '%' and every non-ASCII byte."""
+    if " " <= char <= "~" and char != "%":
+        return 1
+    return 3 * len(char.encode("utf-8"))
+
+
 def _bounded(text: str, limit: int = 1000) -> str:
-    """A status message or detail cut to ``limit`` characters: they travel in headers, which gRPC caps (8 KiB
-    by default, all headers together)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A status message or detail cut to ``limit`` bytes as sent: they travel in headers, which clients cap
+    (8 KiB by default, all headers together), and a 1000-character message of 'é' is 6 KB there."""
+    if len(text) * 12 <= limit or sum(_wire_size(c) for c in text[: limit + 1]) <= limit:
+        return text  # (a character is at most 12 bytes there, and at least 1)
+    used = 0
+    for i, char in enumerate(text):
+        used += _wire_size(char)
+        if used > limit - 3:  # room for the ellipsis
+            return text[:i] + "…"
+    return text
 
 
 def _internal_status() -> status_pb2.Status:

@@ -162,7 +162,7 @@ def _check_constant_references(prep: Preprocessing, path: str) -> None:
         for j, v in enumerate(item.constant.data):
             if isinstance(v, str):
                 name, _, dim = v.rpartition(".")
-                if name not in images or not dim.isdigit() or not 0 <= int(dim) <= 2:
+                if name not in images or not (dim.isascii() and dim.isdigit()) or not 0 <= int(dim) <= 2:
                     raise InvalidArgumentError.field(
                         f"{path}inputs[{i}].constant.data[{j}]",
                         f"{v!r} must name an image input and a dimension 0-2, like 'data.1'",

@@ -170,5 +170,7 @@ def key_record(row: Row) -> ApiKeyRecord:
 
 
 def user_id(resource_id: str) -> int | None:
-    """User ids are decimal strings; anything else (a public id) is no row of ours."""
-    return int(resource_id) if resource_id.isdigit() and len(resource_id) < 19 else None
+    """User ids are ASCII decimal strings; anything else (a public id, a superscript or an Arabic-Indic
+    digit, which ``isdigit`` accepts) is no row of ours."""
+    ok = resource_id.isascii() and resource_id.isdigit() and len(resource_id) < 19
+    return int(resource_id) if ok else None
