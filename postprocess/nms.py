@@ -252,21 +252,19 @@ def _loop(
     rows = boxes.tolist()
     labels = [0] * len(rows) if groups is None else groups.tolist()
     kept: list[int] = list(range(known_kept))
-    kept_boxes: list[tuple[int, float, float, float, float, float]] = [
-        (labels[i], *rows[i], max(rows[i][2] - rows[i][0], 0.0) * max(rows[i][3] - rows[i][1], 0.0))
-        for i in kept
-        if all(math.isfinite(v) for v in rows[i])
-    ]
+    by_label: dict[int, list[tuple[float, float, float, float, float]]] = {}
+    for i in kept:
+        x1, y1, x2, y2 = rows[i]
+        if math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2):
+            by_label.setdefault(labels[i], []).append((x1, y1, x2, y2, max(x2 - x1, 0.0) * max(y2 - y1, 0.0)))
     for i in range(known_kept, len(rows)):
         x1, y1, x2, y2 = rows[i]
         if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
             kept.append(i)  # neither suppresses nor is suppressed
             continue
-        label = labels[i]
         area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
-        for other, a1, b1, a2, b2, other_area in kept_boxes:
-            if other != label:
-                continue
+        same = by_label.setdefault(labels[i], [])
+        for a1, b1, a2, b2, other_area in same:
             # min and max spelled out (faster); a pair apart on one axis has an IoU of 0.
             width = (x2 if x2 < a2 else a2) - (x1 if x1 > a1 else a1)
             if width <= 0.0:
@@ -280,7 +278,7 @@ def _loop(
                 break
         else:
             kept.append(i)
-            kept_boxes.append((label, x1, y1, x2, y2, area))
+            same.append((x1, y1, x2, y2, area))
     return np.array(kept, dtype=np.intp)
 
 
