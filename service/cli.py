@@ -20,6 +20,8 @@ from service.client import channel as client
 __all__ = ["main"]
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+_SHOWN_LABELS = 12
+"""Labels listed per output by ``sightline models`` (an ImageNet classifier has 1000)."""
 
 
 def _to_json(message: Any) -> dict[str, Any]:
@@ -114,6 +116,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_to_json(s) for s in specs], indent=2))
         return 0
+    width = max((len(spec.id) for spec in specs), default=0)
     for spec in specs:
         for output in spec.outputs:
             labels = output.labels
@@ -122,8 +125,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                 if labels.roi == recognition_pb2.BBOX
                 else ("classification" if labels.exclusive else "tagging")
             )
-            names = ", ".join(lab.name for lab in labels.labels)
-            print(f"{spec.id:<22} {kind:<15} {names}")
+            names = ", ".join(lab.name for lab in labels.labels[:_SHOWN_LABELS])
+            if len(labels.labels) > _SHOWN_LABELS:
+                names += f", ... ({len(labels.labels)} labels)"
+            print(f"{spec.id:<{width}}  {kind:<15} {names}")
     return 0
 
 

@@ -56,6 +56,8 @@ async def test_recognize_draw_and_models(app: Application, tmp_path: Path) -> No
     code, out, _ = await sightline("models", "--server", f"127.0.0.1:{app.port}")
     assert code == 0
     assert "colors-v1" in out
+    imagenet = next(line for line in out.splitlines() if line.startswith("imagenet-efficientnet-lite0-v1 "))
+    assert imagenet.endswith("... (1000 labels)"), imagenet  # one readable line, not a thousand names
 
 
 async def test_unknown_spec_exits_non_zero_with_the_status(app: Application) -> None:
