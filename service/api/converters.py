@@ -31,6 +31,7 @@ from service.domain import (
 from service.errors import InvalidArgumentError
 from service.registry import NetworkDraft, UploadFile
 from service.streams import (
+    CaptureTime,
     DropPolicy,
     FrameInput,
     FrameOutcome,
@@ -379,7 +380,7 @@ def stream_message(message: streams_pb2.StreamRecognizeRequest) -> StreamConfig 
         )
     if kind == "frame":
         f = message.frame
-        timestamp = f.timestamp if f.HasField("timestamp") else None
+        timestamp = CaptureTime(f.timestamp.seconds, f.timestamp.nanos) if f.HasField("timestamp") else None
         raw = None
         if f.WhichOneof("image") == "raw":
             # An unknown format (0 channels) fails this frame, answered ERROR, not the stream.
@@ -394,7 +395,10 @@ def outcome_to_proto(outcome: FrameOutcome) -> streams_pb2.StreamRecognizeRespon
         frame_id=outcome.frame_id, status=_FRAME_STATUS[outcome.status], skip_reason=outcome.skip_reason
     )
     if outcome.timestamp is not None:
-        message.timestamp.CopyFrom(outcome.timestamp)
+        # Echoed exactly as the client sent it, in or out of Timestamp's valid range.
+        message.timestamp.CopyFrom(
+            timestamp_pb2.Timestamp(seconds=outcome.timestamp.seconds, nanos=outcome.timestamp.nanos)
+        )
     if outcome.error is not None:
         message.error.CopyFrom(to_status(outcome.error))
     if outcome.result is not None:
