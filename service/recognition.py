@@ -34,9 +34,10 @@ from service.domain import (
     Target,
 )
 from service.errors import FailedPreconditionError, InvalidArgumentError
+from service.image_source import image_bytes
 from service.images import DecodeBudget, EncodedImage
-from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, resolve_source
-from service.sources import ImageFetcher, is_url_source
+from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop
+from service.sources import ImageFetcher
 from service.triton.gateway import ModelInfo, TritonGateway
 
 __all__ = [
@@ -106,14 +107,7 @@ class Recognizer:
     ) -> RecognitionResult:
         check_max_predictions(max_predictions)
         deployment = await self.resolve(target)
-        if image.content:
-            data = image.content
-        elif image.source and self._fetcher is not None and is_url_source(image.source):
-            data = await self._fetcher.fetch(image.source, field="inputs[0].image.source")
-        elif image.source:
-            data = resolve_source(image.source)
-        else:
-            raise InvalidArgumentError.field("inputs[0].image", "has no image: set content or source")
+        data = await image_bytes(image, self._fetcher)
         result, _ = await self.run(
             deployment,
             self.encoded(data),
