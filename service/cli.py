@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -163,7 +164,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ready_wait.cancel()
         await server
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        # The drain is over and asyncio has put the default handlers back: a repeated SIGTERM (a supervisor
+        # insisting) must not turn a clean exit into death by signal in the last milliseconds of teardown.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 
