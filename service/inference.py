@@ -23,7 +23,7 @@ from service.images import DecodeBudget
 from service.preprocess import build_inputs, crop, decode_image
 from service.recognition import needed_size
 from service.sources import ImageFetcher
-from service.store.repository import Signature
+from service.triton.repository import Signature
 from service.triton.gateway import TritonGateway
 
 __all__ = ["NetworkInference", "NetworkResolver", "RunnableNetwork"]

@@ -44,7 +44,7 @@ from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
 from service.sources import UrlFetcher
 from service.store import Store, open_store
-from service.store.repository import ModelRepository
+from service.triton.repository import ModelRepository
 from service.streams import StreamRunner
 from service.tasks import TaskRunner, decode_result, encode_result
 from service.triton.embedded import EmbeddedTriton

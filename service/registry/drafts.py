@@ -18,7 +18,7 @@ import numpy.typing as npt
 from service.domain import DataType, Preprocessing
 from service.errors import InvalidArgumentError, ResourceExhaustedError
 from service.preprocess import build_inputs
-from service.store.repository import MODEL_FILE, ORIGINALS, Signature
+from service.triton.repository import MODEL_FILE, ORIGINALS, Signature
 
 __all__ = [
     "NetworkDraft",

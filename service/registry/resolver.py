@@ -22,8 +22,8 @@ from service.registry.records import (
 )
 from service.registry.tensor_names import PUBLIC_SIGNATURE, served_post_processing, served_preprocessing
 from service.store import Store
-from service.store.repository import ModelRepository
-from service.store.repository import signature_from_json as _signature
+from service.triton.repository import ModelRepository
+from service.triton.repository import signature_from_json as _signature
 
 __all__ = ["Resolver"]
 

@@ -34,8 +34,8 @@ from service.registry.records import (
 from service.registry.requests import check_mutable, merge_pages, required
 from service.registry.tensor_names import PUBLIC_SIGNATURE, served_post_processing
 from service.store import Store
-from service.store.repository import Signature
-from service.store.repository import signature_from_json as _signature
+from service.triton.repository import Signature
+from service.triton.repository import signature_from_json as _signature
 from service.triton.gateway import TritonGateway
 
 __all__ = ["Specifications", "Versions"]

@@ -19,7 +19,7 @@ from service.domain import (
     PostProcessing,
     Preprocessing,
 )
-from service.store.repository import Signature
+from service.triton.repository import Signature
 
 __all__ = ["PUBLIC_SIGNATURE", "served_post_processing", "served_preprocessing"]
 

@@ -280,7 +280,9 @@ def _model_info(model: str, config: Mapping[str, Any]) -> ModelInfo:
     def tensors(items: Sequence[Mapping[str, Any]]) -> tuple[TensorInfo, ...]:
         out = []
         for t in items:
-            dtype = triton_to_np_dtype(str(t.get("data_type", "TYPE_FP32")).removeprefix("TYPE_"))
+            # The configuration says TYPE_STRING where the protocol (and tritonclient's map) says BYTES.
+            name = str(t.get("data_type", "TYPE_FP32")).removeprefix("TYPE_").replace("STRING", "BYTES")
+            dtype = triton_to_np_dtype(name)
             out.append(TensorInfo(t["name"], np.dtype(dtype), tuple(int(d) for d in t.get("dims", []))))
         return tuple(out)
 

@@ -35,7 +35,7 @@ from service.domain import (
 )
 from service.registry import _served_post_processing, _served_preprocessing
 from service.server import Application, running
-from service.store.repository import Signature
+from service.triton.repository import Signature
 from tests.conftest import (
     DATABASES,
     ROOT,

@@ -21,7 +21,7 @@ from service.errors import NotFoundError, PermissionDeniedError
 from service.registry import NetworkDraft, Registry, UploadFile, reconcile
 from service.settings import BUNDLED_REPOSITORY
 from service.store import Store, TaskRecord, open_store
-from service.store.repository import ModelRepository
+from service.triton.repository import ModelRepository
 from service.tasks import TaskRunner, TaskStatus
 from service.triton.gateway import ModelInfo, ModelLoadError
 from tests.conftest import COLORS, DATABASES, fresh_database
@@ -234,7 +234,7 @@ async def test_reconcile_removes_leftovers_on_both_sides(store: Store, tmp_path:
 
 
 def test_config_is_derived_from_the_graph(tmp_path: Path) -> None:
-    from service.store.repository import config_pbtxt, inspect_onnx
+    from service.triton.repository import config_pbtxt, inspect_onnx
 
     signature = inspect_onnx(COLORS / "1" / "model.onnx", max_batch_size=16)
     assert signature.max_batch_size == 16

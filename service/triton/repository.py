@@ -36,6 +36,7 @@ __all__ = [
     "ModelRepository",
     "Signature",
     "TensorSignature",
+    "config_data_type",
     "config_pbtxt",
     "inspect_onnx",
     "signature_from_json",
@@ -157,6 +158,12 @@ def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Si
     return Signature(inputs, outputs, batch)
 
 
+def config_data_type(dtype: str) -> str:
+    """A tensor's data type as ``config.pbtxt`` spells it: Triton's protocol calls strings ``BYTES``, its model
+    configuration ``TYPE_STRING`` (there is no ``TYPE_BYTES``)."""
+    return "TYPE_STRING" if dtype == "BYTES" else f"TYPE_{dtype}"
+
+
 def config_pbtxt(signature: Signature) -> str:
     """The ``config.pbtxt`` of a model folder (no name: Triton takes the folder's)."""
 
@@ -166,7 +173,7 @@ def config_pbtxt(signature: Signature) -> str:
         if not dims:
             dims, reshape = [1], " reshape: { shape: [ ] }"
         return (
-            f"  {{ name: {json.dumps(t.name)} data_type: TYPE_{t.dtype} "
+            f"  {{ name: {json.dumps(t.name)} data_type: {config_data_type(t.dtype)} "
             f"dims: [ {', '.join(str(d) for d in dims)} ]{reshape} }}"
         )
 
