@@ -23,8 +23,8 @@ from service.images import DecodeBudget
 from service.preprocess import build_inputs, crop, decode_image
 from service.recognition import needed_size
 from service.sources import ImageFetcher
-from service.triton.repository import Signature
 from service.triton.gateway import TritonGateway
+from service.triton.repository import Signature
 
 __all__ = ["NetworkInference", "NetworkResolver", "RunnableNetwork"]
 

@@ -44,11 +44,11 @@ from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
 from service.sources import UrlFetcher
 from service.store import Store, open_store
-from service.triton.repository import ModelRepository
 from service.streams import StreamRunner
 from service.tasks import TaskRunner, decode_result, encode_result
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
+from service.triton.repository import ModelRepository
 
 __all__ = ["SERVICE_NAMES", "Application", "running", "serve", "serve_in_thread", "start"]
 

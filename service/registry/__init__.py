@@ -45,9 +45,9 @@ from service.registry.tensor_names import served_preprocessing as _served_prepro
 from service.registry.uploads import Uploads
 from service.sources import ImageFetcher
 from service.store import Store
-from service.triton.repository import ModelRepository
 from service.tasks import TaskRunner
 from service.triton.gateway import TritonGateway
+from service.triton.repository import ModelRepository
 
 __all__ = ["NetworkDraft", "Registry", "UploadFile", "UploadLimits", "check_preprocessing", "reconcile"]
 

@@ -13,9 +13,9 @@ from typing import Any
 from service.errors import FailedPreconditionError, SightlineError
 from service.registry.means import MeanCache
 from service.store import Store, TaskRecord
-from service.triton.repository import ModelRepository
 from service.tasks import TaskRunner
 from service.triton.gateway import TritonGateway
+from service.triton.repository import ModelRepository
 
 __all__ = ["Deployments", "reconcile"]
 

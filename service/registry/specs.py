@@ -34,9 +34,9 @@ from service.registry.records import (
 from service.registry.requests import check_mutable, merge_pages, required
 from service.registry.tensor_names import PUBLIC_SIGNATURE, served_post_processing
 from service.store import Store
+from service.triton.gateway import TritonGateway
 from service.triton.repository import Signature
 from service.triton.repository import signature_from_json as _signature
-from service.triton.gateway import TritonGateway
 
 __all__ = ["Specifications", "Versions"]
 

@@ -42,8 +42,8 @@ from service.registry.means import load_means
 from service.registry.records import network_from_record
 from service.registry.tensor_names import served_preprocessing
 from service.store import Store
-from service.triton.repository import MODEL_FILE, ORIGINALS, ModelRepository, Signature, config_pbtxt, inspect_onnx
 from service.tasks import TaskRunner
+from service.triton.repository import MODEL_FILE, ORIGINALS, ModelRepository, Signature, config_pbtxt, inspect_onnx
 
 __all__ = ["Uploads"]
 

@@ -21,9 +21,9 @@ from service.errors import NotFoundError, PermissionDeniedError
 from service.registry import NetworkDraft, Registry, UploadFile, reconcile
 from service.settings import BUNDLED_REPOSITORY
 from service.store import Store, TaskRecord, open_store
-from service.triton.repository import ModelRepository
 from service.tasks import TaskRunner, TaskStatus
 from service.triton.gateway import ModelInfo, ModelLoadError
+from service.triton.repository import ModelRepository
 from tests.conftest import COLORS, DATABASES, fresh_database
 
 
