@@ -107,7 +107,8 @@ class Application:
         await self.lifecycle.expire()
         await stopping
         await self.tasks.close()
-        await self.gateway.close()
+        # Requests abandoned in Triton (never cancelled, see the gateway) may end first, within the budget.
+        await self.gateway.close(timeout_s=max(0.0, min(2.0, deadline - reserve / 2 - loop.time())))
         await self.store.close()
         if self.triton is not None:
             await self.triton.stop(max(0.5, deadline - loop.time()))
