@@ -31,6 +31,15 @@ from service.settings import Settings
 from service.triton.embedded import EmbeddedTriton
 
 ROOT = Path(__file__).resolve().parent.parent
+COLOR_SAMPLES = {
+    "red": (230, 20, 25),
+    "green": (10, 220, 30),
+    "blue": (20, 30, 210),
+    "yellow": (240, 230, 20),
+    "black": (5, 5, 10),
+    "white": (250, 250, 245),
+}
+"""Solid colours and the colors model's label for each (its labels, in order)."""
 
 
 def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:

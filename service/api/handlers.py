@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
@@ -54,5 +55,6 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
         metadata = tuple((k, v) for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str))
         return self.wrap(handler, method, metadata)
 
+    @abc.abstractmethod
     def wrap(self, handler: Handler, method: str, metadata: Metadata) -> Handler:
-        raise NotImplementedError
+        """The handler to serve ``method`` with, built around ``handler``."""

@@ -6,7 +6,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from service.store.db import Database
-from service.store.records import NetworkRecord, TaskRecord, dump_json, network_record, now, to_stamp, user_id
+from service.store.records import (
+    NetworkRecord,
+    TaskRecord,
+    dump_json,
+    network_record,
+    now,
+    to_stamp,
+    update_clause,
+    user_id,
+)
 from service.store.specs import fix_current_version
 from service.store.tasks import insert_task_row
 
@@ -82,9 +91,7 @@ class NetworkQueries:
         """Change name, description and metadata (the only mutable fields)."""
         if (key := user_id(network_id)) is None:
             return None
-        fields = [f for f in _NETWORK_FIELDS if f in changes]
-        values = [dump_json(dict(changes[f])) if f == "metadata" else changes[f] for f in fields]
-        sets = "".join(f"{f} = ?, " for f in fields)
+        sets, values = update_clause(_NETWORK_FIELDS, changes)
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
                 f"UPDATE networks SET {sets}update_date = ? WHERE id = ? AND organisation = ? RETURNING *",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -174,3 +175,11 @@ def user_id(resource_id: str) -> int | None:
     digit, which ``isdigit`` accepts) is no row of ours."""
     ok = resource_id.isascii() and resource_id.isdigit() and len(resource_id) < 19
     return int(resource_id) if ok else None
+
+
+def update_clause(mutable: Sequence[str], changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The ``SET`` items (``"name = ?, "`` each) and their values for the fields of ``mutable`` in ``changes``;
+    metadata is stored as JSON."""
+    fields = [f for f in mutable if f in changes]
+    values = [dump_json(dict(changes[f])) if f == "metadata" else changes[f] for f in fields]
+    return "".join(f"{f} = ?, " for f in fields), values

@@ -13,6 +13,7 @@ from service.store.records import (
     now,
     spec_record,
     to_stamp,
+    update_clause,
     user_id,
     version_record,
 )
@@ -86,9 +87,7 @@ class SpecQueries:
         the caller checks it)."""
         if (key := user_id(spec_id)) is None:
             return None
-        fields = [f for f in _SPEC_FIELDS if f in changes]
-        values = [dump_json(dict(changes[f])) if f == "metadata" else changes[f] for f in fields]
-        sets = "".join(f"{f} = ?, " for f in fields)
+        sets, values = update_clause(_SPEC_FIELDS, changes)
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
                 f"UPDATE specifications SET {sets}update_date = ? WHERE id = ? AND organisation = ? RETURNING *",

@@ -20,17 +20,10 @@ from service._proto.sightline.v1 import (
     tasks_pb2,
     tasks_pb2_grpc,
 )
-from tests.conftest import encode
+from tests.conftest import COLOR_SAMPLES, encode
 
 SolidImage = Callable[..., bytes]
-COLORS = {
-    "red": (230, 20, 25),
-    "green": (10, 220, 30),
-    "blue": (20, 30, 210),
-    "yellow": (240, 230, 20),
-    "black": (5, 5, 10),
-    "white": (250, 250, 245),
-}
+COLORS = COLOR_SAMPLES
 
 
 def request(content: bytes = b"", *, spec: str = "colors-v1", **kwargs: object) -> inference_pb2.RecognizeRequest:

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,22 +31,17 @@ from tests.conftest import (
     upload_messages,
     wait_task,
 )
+from tests.e2e.external import free_port
 from tests.e2e.test_registry import classification, colors_spec, recognize
 
 PREFIX = "crash-net-"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Service:
     """``python -m service serve`` on the session's Triton, writing into its repository."""
 
     def __init__(self, triton: TritonFixture, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             "SIGHTLINE_PORT": str(self.port),

@@ -35,18 +35,12 @@ from service.streams import (
     StreamRunner,
 )
 from service.triton.gateway import ModelInfo, TensorInfo, TritonGateway
+from tests.conftest import COLOR_SAMPLES
 from tests.fakes import FakeCall, FakeTritonGateway
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = Catalog.load(ROOT / "model_repository")
-COLORS = {
-    "red": (230, 20, 25),
-    "green": (10, 220, 30),
-    "blue": (20, 30, 210),
-    "yellow": (240, 230, 20),
-    "black": (5, 5, 10),
-    "white": (250, 250, 245),
-}
+COLORS = COLOR_SAMPLES
 NAMES = list(COLORS)  # the colors model's labels, in order
 COLORS_INFO = ModelInfo(
     "colors",
