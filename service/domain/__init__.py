@@ -37,6 +37,8 @@ from service.domain.resources import (
 from service.domain.results import RecognitionResult
 from service.domain.v07 import (
     check_version_against_spec,
+    default_anchor_format,
+    default_box_format,
     parse_network,
     parse_post_processings,
     parse_preprocessing,
@@ -77,6 +79,8 @@ __all__ = [
     "Yolov5Output",
     "Yolov8Output",
     "check_version_against_spec",
+    "default_anchor_format",
+    "default_box_format",
     "default_threshold",
     "parse_network",
     "parse_post_processings",

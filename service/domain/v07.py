@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from postprocess.decoders import AnchoredOutput, DirectOutput, YoloOutput, Yolov5Output, Yolov8Output
 from service.domain.resources import (
@@ -35,6 +35,8 @@ from service.domain.resources import (
 from service.errors import InvalidArgumentError
 
 JsonDict = dict[str, Any]
+BoxFormat = Literal["xyxy", "yxyx"]
+AnchorFormat = Literal["xywh", "xyxy"]
 E = TypeVar("E", bound=enum.Enum)
 _DETECTION_KINDS: dict[str, type[DetectionOutput]] = {
     "anchored_output": AnchoredOutput,
@@ -190,7 +192,40 @@ def parse_spec_output(raw: Any, path: str) -> SpecOutput:
     return SpecOutput(tuple(labels), bool(_get(obj, "exclusive", where, bool, False)), roi)
 
 
-def parse_post_processing(raw: Any, path: str) -> PostProcessing:
+_TENSORFLOW = ("tensorflow-1.x", "tensorflow-2.x")
+_CAFFE = ("nv-caffe-0.x-mod", "caffe")
+
+
+def default_box_format(framework: str | None) -> BoxFormat:
+    """The ``direct_output`` box layout when the post-processing gives none: the TensorFlow Object Detection API's
+    ``(ymin, xmin, ymax, xmax)`` for a TensorFlow network (v0.7's ``direct_output`` is that API's), else
+    ``(xmin, ymin, xmax, ymax)`` (``framework`` None: not known, as for a stored version, whose layout is written)."""
+    return "yxyx" if framework in _TENSORFLOW else "xyxy"
+
+
+def default_anchor_format(framework: str | None) -> AnchorFormat:
+    """The ``anchored_output`` anchor layout when the post-processing gives none: py-faster-rcnn's ``rois`` blob
+    ``(batch index, x1, y1, x2, y2)`` for a Caffe network (v0.7's ``anchored_output`` is py-faster-rcnn's), else
+    ``(score, x, y, width, height)``."""
+    return "xyxy" if framework in _CAFFE else "xywh"
+
+
+def _layout(body: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...], default: str) -> str:
+    """A layout enum (``box_format``, ``anchor_format``): its proto name (``YXYX``) or lower case; absent or
+    ``*_UNSPECIFIED`` gives ``default``."""
+    raw: str = _get(body, key, path, str, "")
+    value = raw.lower()
+    if not value or value.endswith("_unspecified"):
+        return default
+    if value not in allowed:
+        raise InvalidArgumentError.field(
+            f"{path}{key}", f"{raw!r} is not one of {', '.join(a.upper() for a in allowed)}"
+        )
+    return value
+
+
+def parse_post_processing(raw: Any, path: str, *, framework: str | None = None) -> PostProcessing:
+    """One post-processing; ``framework`` (the network's, when known) gives the box layouts left out."""
     obj = _mapping(raw, path.rstrip("."))
     if ("classification" in obj) == ("detection" in obj):
         raise InvalidArgumentError.field(path.rstrip("."), "needs exactly one of classification or detection")
@@ -214,11 +249,21 @@ def parse_post_processing(raw: Any, path: str) -> PostProcessing:
     ow = f"{where}{kind}."
     if kind == "anchored_output":
         out = AnchoredOutput(
-            _tensor(body, "anchors_tensor", ow), _tensor(body, "scores_tensor", ow), _tensor(body, "offsets_tensor", ow)
+            _tensor(body, "anchors_tensor", ow),
+            _tensor(body, "scores_tensor", ow),
+            _tensor(body, "offsets_tensor", ow),
+            anchor_format=cast(
+                AnchorFormat, _layout(body, "anchor_format", ow, ("xywh", "xyxy"), default_anchor_format(framework))
+            ),
         )
     elif kind == "direct_output":
         out = DirectOutput(
-            _tensor(body, "boxes_tensor", ow), _tensor(body, "scores_tensor", ow), _tensor(body, "classes_tensor", ow)
+            _tensor(body, "boxes_tensor", ow),
+            _tensor(body, "scores_tensor", ow),
+            _tensor(body, "classes_tensor", ow),
+            box_format=cast(
+                BoxFormat, _layout(body, "box_format", ow, ("xyxy", "yxyx"), default_box_format(framework))
+            ),
         )
     elif kind == "yolo_output":
         anchors = tuple(float(a) for a in _get(body, "anchors", ow, list))
@@ -300,10 +345,14 @@ def parse_specification(raw: Any, *, spec_id: str) -> Specification:
     )
 
 
-def parse_post_processings(raw: Any, path: str = "post_processings") -> tuple[PostProcessing, ...]:
+def parse_post_processings(
+    raw: Any, path: str = "post_processings", *, framework: str | None = None
+) -> tuple[PostProcessing, ...]:
+    """The post-processings of a version; ``framework`` (the network's, when known) gives the box layouts left
+    out (:func:`default_box_format`, :func:`default_anchor_format`)."""
     if not isinstance(raw, list) or not raw:
         raise InvalidArgumentError.field(path, "must hold one post-processing per specification output")
-    return tuple(parse_post_processing(p, f"{path}[{i}].") for i, p in enumerate(raw))
+    return tuple(parse_post_processing(p, f"{path}[{i}].", framework=framework) for i, p in enumerate(raw))
 
 
 def parse_network(raw: Any, *, network_id: str) -> Network:
@@ -377,12 +426,18 @@ def post_processing_to_v07(pp: PostProcessing) -> JsonDict:
             "scores_tensor": out.scores_tensor,
             "offsets_tensor": out.offsets_tensor,
         }
+        # Written when it is not what a framework-free parse gives, so that a stored version reads back the same
+        # and a v0.7 layout prints as v0.7 JSON.
+        if out.anchor_format != default_anchor_format(None):
+            output["anchor_format"] = out.anchor_format.upper()
     elif isinstance(out, DirectOutput):
         output = {
             "boxes_tensor": out.boxes_tensor,
             "scores_tensor": out.scores_tensor,
             "classes_tensor": out.classes_tensor,
         }
+        if out.box_format != default_box_format(None):
+            output["box_format"] = out.box_format.upper()
     elif isinstance(out, YoloOutput):
         output = {"output_tensor": out.output_tensor, "anchors": list(out.anchors)}
     else:

@@ -7,6 +7,7 @@ of the specification; it is checked, when created, against the tensors the netwo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -147,9 +148,11 @@ class Versions:
         if self._catalog.has_spec(spec_id):
             raise PermissionDeniedError(f"specification {spec_id!r} is public: its versions cannot be changed")
         spec = spec_from_record(await spec_record(self._store, org, spec_id))
-        post = parse_post_processings(list(post_processings))
+        # Read first: the network's framework gives the box layouts a post-processing leaves out.
+        network = await self._tensors(org, network_id)
+        inputs, outputs, signature = network.inputs, network.outputs, network.signature
+        post = parse_post_processings(list(post_processings), framework=network.framework)
         check_version_against_spec(post, spec)
-        inputs, outputs, signature = await self._tensors(org, network_id)
         served = [served_post_processing(pp, signature) for pp in post]
         _check_tensors(served, spec, inputs, outputs, network_id)
         record = await self._store.insert_version(
@@ -170,24 +173,34 @@ class Versions:
         if await self._store.delete_version(org, version_id) is None:
             raise NotFoundError("version", version_id)
 
-    async def _tensors(self, org: str, network_id: str) -> tuple[Dims, Dims, Signature]:
-        """A network's inputs and outputs (served name → dims without the batch dimension), and its signature
-        (whose ``names`` resolve the names it was uploaded with; empty for public networks)."""
+    async def _tensors(self, org: str, network_id: str) -> _NetworkTensors:
+        """A network's inputs and outputs (served name → dims without the batch dimension), its signature
+        (whose ``names`` resolve the names it was uploaded with; empty for public networks) and framework."""
         if self._catalog.has_network(network_id):
             info = await self._gateway.model_info(network_id)
-            return (
+            return _NetworkTensors(
                 {t.name: t.shape for t in info.inputs},
                 {t.name: t.shape for t in info.outputs},
                 PUBLIC_SIGNATURE,
+                self._catalog.network(network_id).framework,
             )
         record = await network_record(self._store, org, network_id)
         signature = _signature(record.signature)
         skip = 1 if signature.max_batch_size else 0
-        return (
+        return _NetworkTensors(
             {t.name: t.dims[skip:] for t in signature.inputs},
             {t.name: t.dims[skip:] for t in signature.outputs},
             signature,
+            record.framework,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _NetworkTensors:
+    inputs: Dims
+    outputs: Dims
+    signature: Signature
+    framework: str
 
 
 def _check_tensors(

@@ -5,13 +5,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from service._proto.sightline.v1 import networks_pb2
+from postprocess import DetectionConfig, Label, detect
+from service._proto.sightline.v1 import networks_pb2, recognition_pb2
 from service.domain import (
+    AnchoredOutput,
     ClassificationPostProcessing,
     DetectionPostProcessing,
+    DirectOutput,
     LabelDef,
     Roi,
     Specification,
@@ -23,6 +27,7 @@ from service.domain import (
     parse_post_processings,
     parse_preprocessing,
     parse_specification,
+    post_processing_to_v07,
 )
 from service.errors import InvalidArgumentError
 
@@ -155,3 +160,113 @@ def test_network_framework_is_checked() -> None:
         parse_network({"name": "n", "framework": "pytorch", "preprocessing": prep()}, network_id="1")
     assert parse_network({"name": "n", "framework": "onnx", "preprocessing": prep()}, network_id="1").name == "n"
     assert isinstance(Specification, type)
+
+
+# The seed's two detection examples, in the layouts their frameworks give (#17 point 0).
+TF_DIRECT: dict[str, Any] = {
+    "detection": {
+        "direct_output": {
+            "boxes_tensor": "detection_boxes:0",
+            "scores_tensor": "detection_scores:0",
+            "classes_tensor": "detection_classes:0",
+        },
+        "discard_threshold": 0.025,
+        "nms_threshold": 0.3,
+        "normalize_wrt_tensor": "",
+    }
+}
+CAFFE_ANCHORED: dict[str, Any] = {
+    "detection": {
+        "anchored_output": {"anchors_tensor": "rois", "scores_tensor": "cls_prob", "offsets_tensor": "bbox_pred"},
+        "discard_threshold": 0.025,
+        "nms_threshold": 0.3,
+        "normalize_wrt_tensor": "im_info",
+    }
+}
+
+
+def _detect_one(pp: Any, outputs: dict[str, Any]) -> tuple[float, ...]:
+    config = DetectionConfig(
+        pp.output, (Label(1, "a"),), (0.5,), pp.nms_threshold, pp.discard_threshold, pp.normalize_wrt_tensor
+    )
+    (result,) = detect(outputs, config)
+    (prediction,) = result.predicted
+    assert prediction.bbox is not None
+    box = prediction.bbox
+    return (box.xmin, box.ymin, box.xmax, box.ymax)
+
+
+@pytest.mark.parametrize("framework", ["tensorflow-1.x", "tensorflow-2.x"])
+def test_tensorflow_direct_output_reads_the_object_detection_apis_ymin_first_boxes(framework: str) -> None:
+    (pp,) = parse_post_processings([TF_DIRECT], framework=framework)
+    assert isinstance(pp, DetectionPostProcessing)
+    outputs = {
+        "detection_boxes:0": np.array([[[0.1, 0.2, 0.3, 0.6]]], np.float32),  # ymin, xmin, ymax, xmax
+        "detection_scores:0": np.array([[0.9]], np.float32),
+        "detection_classes:0": np.array([[1.0]], np.float32),
+    }
+    np.testing.assert_allclose(_detect_one(pp, outputs), (0.2, 0.1, 0.6, 0.3), atol=1e-6)
+    # Printed with its layout, so that the stored version (parsed without a framework) reads back the same.
+    printed = post_processing_to_v07(pp)
+    assert printed["detection"]["direct_output"]["box_format"] == "YXYX"
+    assert parse_post_processings([printed]) == (pp,)
+
+
+def test_caffe_anchored_output_reads_py_faster_rcnn_rois() -> None:
+    (pp,) = parse_post_processings([CAFFE_ANCHORED], framework="nv-caffe-0.x-mod")
+    assert isinstance(pp, DetectionPostProcessing)
+    outputs = {
+        "rois": np.array([[0, 100, 50, 300, 250]], np.float32),  # batch index, x1, y1, x2, y2 (no batch axis)
+        "cls_prob": np.array([[0.1, 0.9]], np.float32),
+        "bbox_pred": np.zeros((1, 8), np.float32),
+        "im_info": np.array([600, 800, 1.0], np.float32),  # height, width, scale
+    }
+    np.testing.assert_allclose(_detect_one(pp, outputs), (0.125, 50 / 600, 0.375, 250 / 600), atol=1e-6)
+    assert parse_post_processings([post_processing_to_v07(pp)]) == (pp,)
+
+
+def test_box_layouts_are_explicit_beyond_v07_frameworks() -> None:
+    (onnx_direct,) = parse_post_processings([TF_DIRECT], framework="onnx")
+    (onnx_anchored,) = parse_post_processings([CAFFE_ANCHORED], framework="onnx")
+    assert isinstance(onnx_direct, DetectionPostProcessing)
+    assert isinstance(onnx_direct.output, DirectOutput)
+    assert isinstance(onnx_anchored, DetectionPostProcessing)
+    assert isinstance(onnx_anchored.output, AnchoredOutput)
+    assert (onnx_direct.output.box_format, onnx_anchored.output.anchor_format) == ("xyxy", "xywh")
+    assert "box_format" not in post_processing_to_v07(onnx_direct)["detection"]["direct_output"], "v0.7 JSON kept"
+
+    explicit = copy.deepcopy(TF_DIRECT)
+    explicit["detection"]["direct_output"]["box_format"] = "XYXY"
+    (tf_xyxy,) = parse_post_processings([explicit], framework="tensorflow-1.x")
+    assert isinstance(tf_xyxy, DetectionPostProcessing)
+    assert isinstance(tf_xyxy.output, DirectOutput)
+    assert tf_xyxy.output.box_format == "xyxy", "an explicit layout wins over the framework's"
+    anchored = copy.deepcopy(CAFFE_ANCHORED)
+    anchored["detection"]["anchored_output"]["anchor_format"] = "ANCHOR_FORMAT_UNSPECIFIED"
+    (caffe,) = parse_post_processings([anchored], framework="caffe")
+    assert isinstance(caffe, DetectionPostProcessing)
+    assert isinstance(caffe.output, AnchoredOutput)
+    assert caffe.output.anchor_format == "xyxy"
+
+    explicit["detection"]["direct_output"]["box_format"] = "CXCYWH"
+    with pytest.raises(InvalidArgumentError, match="box_format") as error:
+        parse_post_processings([explicit])
+    assert "XYXY, YXYX" in str(error.value)
+
+
+def test_box_layouts_travel_through_the_proto_contract() -> None:
+    version = recognition_pb2.Version()
+    json_format.ParseDict({"post_processings": [TF_DIRECT, CAFFE_ANCHORED]}, version)
+    version.post_processings[0].detection.direct_output.box_format = recognition_pb2.DirectOutput.YXYX
+    version.post_processings[1].detection.anchored_output.anchor_format = recognition_pb2.AnchoredOutput.XYXY
+    body = json_format.MessageToDict(version, preserving_proto_field_name=True)
+    direct, anchored = parse_post_processings(body["post_processings"])
+    assert isinstance(direct, DetectionPostProcessing)
+    assert isinstance(direct.output, DirectOutput)
+    assert isinstance(anchored, DetectionPostProcessing)
+    assert isinstance(anchored.output, AnchoredOutput)
+    assert (direct.output.box_format, anchored.output.anchor_format) == ("yxyx", "xyxy")
+    printed = [post_processing_to_v07(p) for p in (direct, anchored)]
+    back = json_format.ParseDict({"post_processings": printed}, recognition_pb2.Version())
+    assert back.post_processings[0].detection.direct_output.box_format == recognition_pb2.DirectOutput.YXYX
+    assert back.post_processings[1].detection.anchored_output.anchor_format == recognition_pb2.AnchoredOutput.XYXY

@@ -60,24 +60,44 @@ class Specification(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., update_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_version_id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[SpecificationOutput, _Mapping]]] = ...) -> None: ...
 
 class AnchoredOutput(_message.Message):
-    __slots__ = ("anchors_tensor", "scores_tensor", "offsets_tensor")
+    __slots__ = ("anchors_tensor", "scores_tensor", "offsets_tensor", "anchor_format")
+    class AnchorFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ANCHOR_FORMAT_UNSPECIFIED: _ClassVar[AnchoredOutput.AnchorFormat]
+        XYWH: _ClassVar[AnchoredOutput.AnchorFormat]
+        XYXY: _ClassVar[AnchoredOutput.AnchorFormat]
+    ANCHOR_FORMAT_UNSPECIFIED: AnchoredOutput.AnchorFormat
+    XYWH: AnchoredOutput.AnchorFormat
+    XYXY: AnchoredOutput.AnchorFormat
     ANCHORS_TENSOR_FIELD_NUMBER: _ClassVar[int]
     SCORES_TENSOR_FIELD_NUMBER: _ClassVar[int]
     OFFSETS_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_FORMAT_FIELD_NUMBER: _ClassVar[int]
     anchors_tensor: str
     scores_tensor: str
     offsets_tensor: str
-    def __init__(self, anchors_tensor: _Optional[str] = ..., scores_tensor: _Optional[str] = ..., offsets_tensor: _Optional[str] = ...) -> None: ...
+    anchor_format: AnchoredOutput.AnchorFormat
+    def __init__(self, anchors_tensor: _Optional[str] = ..., scores_tensor: _Optional[str] = ..., offsets_tensor: _Optional[str] = ..., anchor_format: _Optional[_Union[AnchoredOutput.AnchorFormat, str]] = ...) -> None: ...
 
 class DirectOutput(_message.Message):
-    __slots__ = ("boxes_tensor", "scores_tensor", "classes_tensor")
+    __slots__ = ("boxes_tensor", "scores_tensor", "classes_tensor", "box_format")
+    class BoxFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        BOX_FORMAT_UNSPECIFIED: _ClassVar[DirectOutput.BoxFormat]
+        XYXY: _ClassVar[DirectOutput.BoxFormat]
+        YXYX: _ClassVar[DirectOutput.BoxFormat]
+    BOX_FORMAT_UNSPECIFIED: DirectOutput.BoxFormat
+    XYXY: DirectOutput.BoxFormat
+    YXYX: DirectOutput.BoxFormat
     BOXES_TENSOR_FIELD_NUMBER: _ClassVar[int]
     SCORES_TENSOR_FIELD_NUMBER: _ClassVar[int]
     CLASSES_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    BOX_FORMAT_FIELD_NUMBER: _ClassVar[int]
     boxes_tensor: str
     scores_tensor: str
     classes_tensor: str
-    def __init__(self, boxes_tensor: _Optional[str] = ..., scores_tensor: _Optional[str] = ..., classes_tensor: _Optional[str] = ...) -> None: ...
+    box_format: DirectOutput.BoxFormat
+    def __init__(self, boxes_tensor: _Optional[str] = ..., scores_tensor: _Optional[str] = ..., classes_tensor: _Optional[str] = ..., box_format: _Optional[_Union[DirectOutput.BoxFormat, str]] = ...) -> None: ...
 
 class YoloOutput(_message.Message):
     __slots__ = ("output_tensor", "anchors")
