@@ -57,6 +57,7 @@ RGBImage = npt.NDArray[np.uint8]
 Image.MAX_IMAGE_PIXELS = None
 
 _FIELD = "inputs[0].image"
+"""The request field an image's errors name unless the caller names another (a stream's ``frame.encoded``)."""
 _FORMATS_HINT = "JPEG, PNG, GIF, BMP, TIFF, WebP ..."
 _WHITE = 255
 _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -136,12 +137,16 @@ class EncodedImage:
     data: bytes
     max_pixels: int
     budget: DecodeBudget | None = None
+    field: str = _FIELD
+    """The request field the bytes came in, named by the errors of their decoding."""
 
     def __call__(self) -> RGBImage:
         return self.decode()
 
     def decode(self, min_size: tuple[int, int] | None = None) -> RGBImage:
-        return decode_image(self.data, max_pixels=self.max_pixels, min_size=min_size, budget=self.budget)
+        return decode_image(
+            self.data, max_pixels=self.max_pixels, min_size=min_size, budget=self.budget, field=self.field
+        )
 
 
 def decode_image(
@@ -150,6 +155,7 @@ def decode_image(
     max_pixels: int,
     min_size: tuple[int, int] | None = None,
     budget: DecodeBudget | None = None,
+    field: str = _FIELD,
 ) -> RGBImage:
     """Decode an encoded image (any format Pillow reads; its first frame) into (H, W, 3) uint8 RGB.
 
@@ -157,16 +163,17 @@ def decode_image(
     fewest pixels of the whole (oriented) image the caller needs; a JPEG is then decoded at the largest of the
     scales 1/2, 1/4, 1/8 that keeps both sides at least that large (never below it), other formats at full size.
     None: full size. The result covers the same field of view whatever the scale, so normalised coordinates are
-    unchanged. ``budget``: reserves the decoded pixels while decoding (see ``DecodeBudget``).
+    unchanged. ``budget``: reserves the decoded pixels while decoding (see ``DecodeBudget``). ``field``: the
+    request field the errors name (``inputs[0].image``, or a stream's ``frame.encoded``).
 
     Raises ``ResourceExhaustedError`` for an image of more than ``max_pixels`` pixels (judged from its header, before
     decoding) or a full budget, ``InvalidArgumentError`` for anything that cannot be decoded: empty, truncated,
     corrupt, an unknown format or a decoder failure of any kind.
     """
     if not data:
-        raise InvalidArgumentError.field(_FIELD, "the image is empty")
+        raise InvalidArgumentError.field(field, "the image is empty")
     try:
-        return _decode(data, max_pixels, min_size, budget)
+        return _decode(data, max_pixels, min_size, budget, field)
     except SightlineError:
         raise
     except Exception as exc:
@@ -174,28 +181,30 @@ def decode_image(
         log.debug("image refused: %s: %s", type(exc).__name__, exc)
         if isinstance(exc, OSError) and "truncated" in str(exc):
             raise InvalidArgumentError.field(
-                _FIELD,
+                field,
                 "is truncated (the data ends before the image does) and could not be decoded; send the whole file",
             ) from None
         raise InvalidArgumentError.field(
-            _FIELD,
+            field,
             f"could not be decoded: it is corrupt or not an image in a format this server reads ({_FORMATS_HINT}); "
             "send a complete, valid image file",
         ) from None
 
 
-def _decode(data: bytes, max_pixels: int, min_size: tuple[int, int] | None, budget: DecodeBudget | None) -> RGBImage:
+def _decode(
+    data: bytes, max_pixels: int, min_size: tuple[int, int] | None, budget: DecodeBudget | None, field: str
+) -> RGBImage:
     with Image.open(io.BytesIO(data)) as opened:
         width, height = opened.size
         if width < 1 or height < 1:
-            raise InvalidArgumentError.field(_FIELD, f"could not be decoded: its header gives a {width}x{height} size")
+            raise InvalidArgumentError.field(field, f"could not be decoded: its header gives a {width}x{height} size")
         if width * height > max_pixels:
             raise ResourceExhaustedError(
                 f"the image has {width}x{height} = {width * height} pixels, above this server's limit of "
                 f"{max_pixels} (SIGHTLINE_MAX_IMAGE_PIXELS); send a smaller image"
             )
         if opened.format in ("JPEG", "MPO"):
-            _check_jpeg_length(data, width, height)
+            _check_jpeg_length(data, width, height, field)
             if min_size is not None:
                 _draft(opened, min_size)
         decoded_pixels = opened.size[0] * opened.size[1]
@@ -224,7 +233,7 @@ def _draft(opened: ImageFile.ImageFile, min_size: tuple[int, int]) -> None:
         opened.draft("RGB", (need_w, need_h))
 
 
-def _check_jpeg_length(data: bytes, width: int, height: int) -> None:
+def _check_jpeg_length(data: bytes, width: int, height: int, field: str) -> None:
     """Refuse a Huffman-coded JPEG shorter than one bit per 8x8 block of each component (each block's DC
     coefficient takes a Huffman code of at least one bit), the floor of any complete file of that size."""
     frame = _jpeg_frame(data)
@@ -240,7 +249,7 @@ def _check_jpeg_length(data: bytes, width: int, height: int) -> None:
     )
     if len(data) * 8 < blocks:
         raise InvalidArgumentError.field(
-            _FIELD,
+            field,
             f"is truncated: {len(data)} bytes cannot hold a complete {width}x{height} JPEG ({blocks} blocks need at "
             "least one bit each) and could not be decoded; send the whole file",
         )

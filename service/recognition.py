@@ -87,10 +87,10 @@ class Recognizer:
         self._timeout_s = triton_timeout_s
         self.decode_budget = decode_budget or DecodeBudget(3 * max_image_pixels)
 
-    def encoded(self, data: bytes) -> EncodedImage:
+    def encoded(self, data: bytes, *, field: str = "inputs[0].image") -> EncodedImage:
         """A ``load`` for ``run`` that decodes ``data`` under this recognizer's limits and budget, at the reduced
-        scale the deployment and crop allow."""
-        return EncodedImage(data, self._max_image_pixels, self.decode_budget)
+        scale the deployment and crop allow; its decoding errors name ``field`` (a stream's ``frame.encoded``)."""
+        return EncodedImage(data, self._max_image_pixels, self.decode_budget, field)
 
     async def resolve(self, target: Target) -> ResolvedVersion:
         if bool(target.spec_id) == bool(target.version_id):

@@ -57,7 +57,7 @@ def image_source(recognizer: Recognizer, frame: FrameInput) -> Callable[[], RGBI
         return functools.partial(from_raw_pixels, raw.data, raw.width, raw.height, raw.channels, bgr=raw.bgr)
     if not frame.encoded:
         raise InvalidArgumentError.field("frame", "has no image: set encoded or raw")
-    return recognizer.encoded(frame.encoded)
+    return recognizer.encoded(frame.encoded, field="frame.encoded")
 
 
 class FrameRunner:
