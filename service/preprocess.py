@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -173,8 +174,8 @@ def crop(
     xmin, ymin, xmax, ymax = box
     if not (xmax > xmin and ymax > ymin):
         raise InvalidArgumentError.field(where, f"{list(box)} is empty: xmax must exceed xmin and ymax exceed ymin")
-    x0, y0 = min(int(np.floor(xmin * w)), w - 1), min(int(np.floor(ymin * h)), h - 1)
-    x1, y1 = max(int(np.ceil(xmax * w)), x0 + 1), max(int(np.ceil(ymax * h)), y0 + 1)
+    x0, y0 = min(_pixel_edge(xmin, w, up=False), w - 1), min(_pixel_edge(ymin, h, up=False), h - 1)
+    x1, y1 = max(_pixel_edge(xmax, w, up=True), x0 + 1), max(_pixel_edge(ymax, h, up=True), y0 + 1)
     out = image[y0:y1, x0:x1]
     if polygon:
         mask_image = Image.new("L", (x1 - x0, y1 - y0), 0)
@@ -183,6 +184,19 @@ def crop(
         fill = out[mask].mean(axis=0).round() if uniform_background and mask.any() else np.zeros(3)
         out = np.where(mask[..., None], out, fill.astype(np.uint8)).astype(np.uint8)
     return np.ascontiguousarray(out), Region(x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h)
+
+
+def _pixel_edge(coordinate: float, size: int, *, up: bool) -> int:
+    """The pixel edge of a normalised crop coordinate: rounded out (down for a minimum, ``up`` for a maximum),
+    except that a coordinate within float32's precision of an edge is that edge. Coordinates come as float32
+    (the protos' ``float``): 0.85 arrives as 0.8500000238..., whose 272.0000076 of 320 pixels is column 272's edge,
+    not a reason to take column 273."""
+    edge = coordinate * size
+    nearest = round(edge)
+    # float32 keeps 24 bits: a relative 2**-20 is 16 times its rounding error, far below a pixel for any image.
+    if abs(edge - nearest) <= size * 2.0**-20:
+        return int(nearest)
+    return int(math.ceil(edge) if up else math.floor(edge))
 
 
 def resize(image: RGBImage, resize_type: ResizeType, target: tuple[int, int]) -> tuple[RGBImage, Region]:

@@ -145,6 +145,19 @@ def test_bbox_crop_and_its_region() -> None:
     assert region == Region(0.2, 0.25, pytest.approx(0.3), 0.75)  # type: ignore[arg-type]
 
 
+def test_bbox_edges_given_as_float32_take_the_pixels_asked_for() -> None:
+    """The protos carry float32: 0.85 of 320 pixels is 272.0000076, which is column 272's edge (#17 point 8a)."""
+    image = stripes(320, 10)
+    edges = [float(np.float32(v)) for v in (0.15, 0.1, 0.85, 0.7)]
+    out, region = crop(image, bbox=(edges[0], edges[1], edges[2], edges[3]))
+    assert out.shape == (6, 224, 3), "columns 48 to 271, rows 1 to 6"
+    assert out[0, [0, -1], 0].tolist() == [image[0, 48, 0], image[0, 271, 0]]
+    assert region.x0 == 48 / 320
+    # A coordinate between two edges still takes the pixel it touches.
+    out, _ = crop(image, bbox=(0.1501, 0.0, 0.8501, 1.0))
+    assert out.shape[1] == 273 - 48
+
+
 def test_polygon_crop_paints_the_outside() -> None:
     image = np.full((10, 10, 3), 200, dtype=np.uint8)
     image[:, 5:] = 100
