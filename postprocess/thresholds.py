@@ -40,18 +40,21 @@ def resolve_thresholds(thresholds: Sequence[float] | None, n_labels: int, defaul
     """Per-label thresholds as a float64 array of shape ``(n_labels,)``.
 
     ``None`` (or an empty sequence, which protobuf cannot tell from an absent repeated field) gives
-    ``default`` for every label. Otherwise there must be one finite threshold per label.
+    ``default`` for every label. Otherwise there must be one threshold in ``[0, 1]`` per label (scores are
+    probabilities: a threshold above 1 would silently predict nothing, one below 0 everything).
 
     Raises:
-        InvalidConfigError: wrong length or a non-finite threshold.
+        InvalidConfigError: wrong length, or a threshold that is not a number in ``[0, 1]``.
     """
     if thresholds is None or len(thresholds) == 0:
         return np.full(n_labels, default, dtype=np.float64)
     values = np.asarray(thresholds, dtype=np.float64)
     if values.shape != (n_labels,):
         raise InvalidConfigError(f"{len(thresholds)} thresholds given for {n_labels} labels: give one per label")
-    if not np.isfinite(values).all():
-        raise InvalidConfigError("thresholds must be finite numbers")
+    outside = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))  # NaN fails both comparisons
+    if outside.size:
+        i = int(outside[0])
+        raise InvalidConfigError(f"thresholds must be in [0, 1]: label {i} has {thresholds[i]}")
     return values
 
 

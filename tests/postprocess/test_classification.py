@@ -103,8 +103,10 @@ def test_shapes_and_dtypes() -> None:
         classify(np.zeros(5), LABELS, exclusive=True)
     with pytest.raises(InvalidConfigError, match="3 thresholds"):
         classify(np.zeros(4), LABELS, exclusive=True, thresholds=[0.1, 0.2, 0.3])
-    with pytest.raises(InvalidConfigError, match="finite"):
+    with pytest.raises(InvalidConfigError, match=r"in \[0, 1\]"):
         classify(np.zeros(4), LABELS, exclusive=True, thresholds=[0.1, 0.2, 0.3, float("nan")])
+    with pytest.raises(InvalidConfigError, match=r"in \[0, 1\]: label 0 has 2"):
+        classify(np.zeros(4), LABELS, exclusive=True, thresholds=[2, 0.2, 0.3, 0.4])
 
 
 def test_batch() -> None:

@@ -209,6 +209,11 @@ def test_config_validation_and_tensor_names() -> None:
     assert yolo.tensor_names == ("grid",)
     with pytest.raises(InvalidConfigError, match="2 thresholds"):
         config(thresholds=(0.5, 0.5))
+    # Per-label thresholds are refused outside [0, 1], as InvalidConfigError says (#17 point 8a).
+    for bad in (1.5, -0.1, float("nan"), float("inf")):
+        with pytest.raises(InvalidConfigError, match=r"in \[0, 1\]: label 1 has"):
+            config(thresholds=(0.5, bad, 0.5))
+    assert config(thresholds=(0.0, 1.0, 0.5)).label_thresholds == (0.0, 1.0, 0.5)
     with pytest.raises(InvalidConfigError, match="nms_threshold"):
         config(nms=-0.1)
     with pytest.raises(InvalidConfigError, match="discard_threshold"):
