@@ -61,7 +61,10 @@ class YoloOutput:
         cy = (r + sigmoid(ty)) / H          h = anchors[2a + 1] * exp(th) / H
         score of label i = sigmoid(to) * softmax(logits)[i]
 
-    with ``tw`` and ``th`` clamped before ``exp``. ``anchors`` are ``(w0, h0, w1, h1, ...)`` in grid
+    with ``tw`` and ``th`` clamped at ``log(1000/16)`` before ``exp``, where darknet does not clamp: a box is at
+    most 62.5 anchors wide (high), so the two differ only for an anchor narrower than 1/62.5 of the grid (0.21
+    cells of a 13-cell grid), whose clamped box can stay inside the image where darknet's would cover it; for
+    larger anchors both are wider than the image and clipped to it. ``anchors`` are ``(w0, h0, w1, h1, ...)`` in grid
     cells. ``region_id`` is ``a * H * W + r * W + c`` (darknet's order) whatever the layout.
 
     ``layout="auto"`` reads the layout from the shape: channel-first when the first axis has

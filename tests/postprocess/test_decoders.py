@@ -221,6 +221,33 @@ def test_yolo_golden() -> None:
     assert_box(result.predicted[0].bbox, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
 
 
+def darknet_box(
+    t: tuple[float, float, float, float], row: int, col: int, anchor: tuple[float, float], grid: int
+) -> tuple[float, float, float, float]:
+    """darknet's get_region_box (no clamp), clipped to the image as the pipeline clips every box."""
+    sig = 1 / (1 + math.exp(-t[0])), 1 / (1 + math.exp(-t[1]))
+    cx, cy = (col + sig[0]) / grid, (row + sig[1]) / grid
+    w, h = anchor[0] * math.exp(t[2]) / grid, anchor[1] * math.exp(t[3]) / grid
+    x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    return x0, y0, x1, y1
+
+
+@pytest.mark.parametrize("tw", [BBOX_XFORM_CLIP - 0.5, BBOX_XFORM_CLIP + 0.5, 8.0, 30.0])
+def test_yolo_size_clamp_gives_darknets_box_for_the_v07_anchors(tw: float) -> None:
+    """tw, th are clamped at log(1000/16) (darknet does not clamp): a box is then at most 62.5 anchors wide, which
+    for the v0.7 example's smallest anchor (1.3221 cells) on a 13-cell grid is already wider than the image, so
+    the clipped box is darknet's (#17 point 8a; docs/postprocess.md)."""
+    anchors = (1.3221, 1.73145)
+    tensor = np.zeros((6, 13, 13), dtype=np.float32)
+    tensor[4] = -20.0
+    t = (0.3, -0.2, tw, tw - 1.0)
+    tensor[:, 6, 4] = [*t, 20.0, 0.0]
+    config = DetectionConfig(YoloOutput("output", anchors), (Label(1, "a"),), None, 0.3, 0.025)
+    (result,) = detect({"output": tensor}, config)
+    (prediction,) = result.predicted
+    assert_box(prediction.bbox, darknet_box(t, 6, 4, anchors, 13))
+
+
 def test_yolo_layouts() -> None:
     channel_first = yolo_channel_first()
     (expected,) = detect({"output": channel_first}, yolo_config())
