@@ -185,9 +185,10 @@ def test_tensorflow_detector_finds_the_boxes_of_its_onnx_original(converted: Con
     for name, g, o in zip(names, got, original, strict=True):
         assert_close(g, o, name)
     boxes, scores = got[0], got[1]
-    np.testing.assert_allclose(boxes[0, 0], [5 / 120, 10 / 90, 50 / 120, 30 / 90], atol=1e-6)
-    np.testing.assert_allclose(boxes[0, 2], [60 / 120, 50 / 90, 110 / 120, 85 / 90], atol=1e-6)
-    np.testing.assert_allclose(boxes[1, 1], [20 / 120, 40 / 90, 100 / 120, 60 / 90], atol=1e-6)
+    # ymin, xmin, ymax, xmax: the Object Detection API's layout, which the fixture keeps.
+    np.testing.assert_allclose(boxes[0, 0], [10 / 90, 5 / 120, 30 / 90, 50 / 120], atol=1e-6)
+    np.testing.assert_allclose(boxes[0, 2], [50 / 90, 60 / 120, 85 / 90, 110 / 120], atol=1e-6)
+    np.testing.assert_allclose(boxes[1, 1], [40 / 90, 20 / 120, 60 / 90, 100 / 120], atol=1e-6)
     assert scores[1, 1] > 0.1
     assert scores[1, 0] < 1e-3
     ref = tensorflow_run(TF / "detector" / "frozen.pb", {"image_tensor:0": images}, [f"{n}:0" for n in names], tmp_path)

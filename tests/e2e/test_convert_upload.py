@@ -628,8 +628,22 @@ async def test_tensorflow_detector_upload_answers_like_its_onnx_original(with_tf
 
     post = body["version"]["post_processings"]
     assert post[0]["detection"]["direct_output"]["boxes_tensor"] == "detection_boxes:0"
+    assert "box_format" not in post[0]["detection"]["direct_output"], "the seed's example, as v0.7 wrote it"
     _, mine = await spec_and_version(c, body["spec"], converted.id, post)
-    _, theirs = await spec_and_version(c, body["spec"], original.id, [served_names(p) for p in post])
+    # The ONNX original has the same ymin-first boxes, which an onnx network must say.
+    theirs_post = [served_names(p) for p in post]
+    theirs_post[0]["detection"]["direct_output"]["box_format"] = "YXYX"
+    _, theirs = await spec_and_version(c, body["spec"], original.id, theirs_post)
+    yxyx = recognition_pb2.DirectOutput.YXYX
+    assert mine.post_processings[0].detection.direct_output.box_format == yxyx, "the framework's layout, shown"
+
+    # A red bar where x and y differ: its box is where the bar is, x not swapped with y (#17 point 0).
+    picture = np.full((90, 120, 3), 255, np.uint8)
+    picture[10:30, 5:50] = (230, 20, 10)
+    bar = await recognise(c, encode(picture), version_id=mine.id)
+    (red,) = [p for p in bar.outputs[0].labels.predicted if p.label_name == "red"]
+    box = red.roi.bbox
+    assert (box.xmin, box.ymin, box.xmax, box.ymax) == pytest.approx((5 / 120, 10 / 90, 50 / 120, 30 / 90), abs=0.01)
 
     images = [case.png() for case in fixtures.CASES] + list(colour_images())[:6]
     found = 0
