@@ -114,7 +114,7 @@ class NetworkInference:
             spec = info.input(name)
             if spec is None:
                 raise FailedPreconditionError(f"network {network_id!r} has no input {name!r}")
-            cast = array.astype(spec.dtype, copy=False)
+            cast = array.astype(spec.numpy_dtype, copy=False)
             fitted[name] = cast[None] if info.batched else cast
         outputs = await self._gateway.infer(runnable.model, fitted, names)
         return {name: outputs[signature.served(name)] for name in asked}

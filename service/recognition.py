@@ -38,7 +38,8 @@ from service.image_source import image_bytes
 from service.images import DecodeBudget, EncodedImage
 from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop
 from service.sources import ImageFetcher
-from service.triton.gateway import ModelInfo, TritonGateway
+from service.triton.gateway import TritonGateway
+from service.triton.tensors import Signature
 
 __all__ = [
     "Recognizer",
@@ -227,7 +228,7 @@ def with_thresholds(deployment: ResolvedVersion, thresholds: Sequence[Sequence[f
     return replace(deployment, version=replace(deployment.version, post_processings=tuple(post)))
 
 
-def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: ModelInfo) -> dict[str, npt.NDArray[Any]]:
+def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: Signature) -> dict[str, npt.NDArray[Any]]:
     """Check each tensor against the model's declared input, cast it to its dtype and add the batch dimension."""
     fitted: dict[str, npt.NDArray[Any]] = {}
     for name, array in tensors.items():
@@ -237,14 +238,13 @@ def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: ModelInfo) -> dic
                 f"the network has no input {name!r} (its inputs: {', '.join(t.name for t in info.inputs)}); "
                 "its preprocessing does not match it"
             )
-        if len(spec.shape) != array.ndim or any(
-            d not in (-1, s) for d, s in zip(spec.shape, array.shape, strict=False)
-        ):
+        shape = info.sample_dims(spec)
+        if len(shape) != array.ndim or any(d not in (-1, s) for d, s in zip(shape, array.shape, strict=False)):
             raise FailedPreconditionError(
-                f"the network input {name!r} takes shape {list(spec.shape)} but the preprocessing gives "
+                f"the network input {name!r} takes shape {list(shape)} but the preprocessing gives "
                 f"{list(array.shape)}; check target_size and dimension_order"
             )
-        cast = array.astype(spec.dtype, copy=False)
+        cast = array.astype(spec.numpy_dtype, copy=False)
         fitted[name] = cast[None] if info.batched else cast
     return fitted
 
@@ -254,7 +254,7 @@ def _postprocess(
     output: SpecOutput,
     outputs: Mapping[str, npt.NDArray[Any]],
     inputs: Mapping[str, npt.NDArray[Any]],
-    info: ModelInfo,
+    info: Signature,
     prepared: PreparedInputs,
     max_predictions: int,
     show_discarded: bool,

@@ -1,6 +1,6 @@
 """A ``TritonGateway`` in memory for unit tests, in the spirit of httpx's ``MockTransport``.
 
-Each model is given its ``ModelInfo`` and a function from the call to the output tensors; a latency and a failure
+Each model is given its ``Signature`` and a function from the call to the output tensors; a latency and a failure
 hook (a domain error to raise for a call, or None) are optional. A latency is seconds, or a function of the call
 giving seconds or an ``asyncio.Event`` the call waits for (a test then decides when each call ends). Every call is
 recorded; ``running`` counts the calls inside ``infer`` now, ``peak`` the most at once.
@@ -16,7 +16,7 @@ from typing import Any
 import numpy.typing as npt
 
 from service.errors import NotFoundError
-from service.triton.gateway import ModelInfo
+from service.triton.tensors import Signature
 
 __all__ = ["FakeCall", "FakeTritonGateway"]
 
@@ -41,7 +41,7 @@ Latency = float | Callable[[FakeCall], float | asyncio.Event]
 class FakeTritonGateway:
     def __init__(
         self,
-        models: Mapping[str, ModelInfo],
+        models: Mapping[str, Signature],
         outputs: Mapping[str, Outputs],
         *,
         latency: Mapping[str, Latency] | None = None,
@@ -78,7 +78,7 @@ class FakeTritonGateway:
         finally:
             self.running -= 1
 
-    async def model_info(self, model: str) -> ModelInfo:
+    async def model_info(self, model: str) -> Signature:
         if model not in self.models:
             raise NotFoundError("model", model)
         return self.models[model]

@@ -177,21 +177,17 @@ class Versions:
         """A network's inputs and outputs (served name → dims without the batch dimension), its signature
         (whose ``names`` resolve the names it was uploaded with; empty for public networks) and framework."""
         if self._catalog.has_network(network_id):
-            info = await self._gateway.model_info(network_id)
-            return _NetworkTensors(
-                {t.name: t.shape for t in info.inputs},
-                {t.name: t.shape for t in info.outputs},
-                PUBLIC_SIGNATURE,
-                self._catalog.network(network_id).framework,
-            )
-        record = await network_record(self._store, org, network_id)
-        signature = _signature(record.signature)
-        skip = 1 if signature.max_batch_size else 0
+            served = await self._gateway.model_info(network_id)
+            signature, framework = PUBLIC_SIGNATURE, self._catalog.network(network_id).framework
+        else:
+            record = await network_record(self._store, org, network_id)
+            served = signature = _signature(record.signature)
+            framework = record.framework
         return _NetworkTensors(
-            {t.name: t.dims[skip:] for t in signature.inputs},
-            {t.name: t.dims[skip:] for t in signature.outputs},
+            {t.name: served.sample_dims(t) for t in served.inputs},
+            {t.name: served.sample_dims(t) for t in served.outputs},
             signature,
-            record.framework,
+            framework,
         )
 
 

@@ -9,14 +9,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc.aio as grpcclient
 from opentelemetry import trace
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from service.errors import (
     FailedPreconditionError,
@@ -26,12 +24,11 @@ from service.errors import (
     UnavailableError,
 )
 from service.observability import Metrics, trace_headers
+from service.triton.tensors import Signature, signature_from_config
 
 __all__ = [
     "GrpcTritonGateway",
-    "ModelInfo",
     "ModelLoadError",
-    "TensorInfo",
     "TritonGateway",
     "is_transient",
     "status_name",
@@ -48,30 +45,6 @@ class ModelLoadError(FailedPreconditionError):
     reason = "MODEL_LOAD_FAILED"
 
 
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """A model input or output: its name, numpy dtype and shape without the batch dimension (-1 = any)."""
-
-    name: str
-    dtype: np.dtype[Any]
-    shape: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    name: str
-    max_batch_size: int
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-
-    @property
-    def batched(self) -> bool:
-        return self.max_batch_size > 0
-
-    def input(self, name: str) -> TensorInfo | None:
-        return next((t for t in self.inputs if t.name == name), None)
-
-
 class TritonGateway(Protocol):
     """What the use cases need from an inference server."""
 
@@ -81,7 +54,9 @@ class TritonGateway(Protocol):
         """Run one request; ``inputs`` and the returned outputs carry the batch dimension when the model does."""
         ...
 
-    async def model_info(self, model: str) -> ModelInfo: ...
+    async def model_info(self, model: str) -> Signature:
+        """The inputs and outputs of a loaded model, as its configuration in Triton says."""
+        ...
 
     async def model_ready(self, model: str) -> bool: ...
 
@@ -129,7 +104,7 @@ class GrpcTritonGateway:
         """Inference requests sent to Triton and not answered yet (abandoned ones included)."""
         self._calls: set[asyncio.Future[Any]] = set()
         self._reachable = True
-        self._info: dict[str, ModelInfo] = {}
+        self._info: dict[str, Signature] = {}
         self._info_lock = asyncio.Lock()
 
     @property
@@ -161,7 +136,7 @@ class GrpcTritonGateway:
         except InferenceServerException:
             return False
 
-    async def model_info(self, model: str) -> ModelInfo:
+    async def model_info(self, model: str) -> Signature:
         """The model's configuration, read once and cached (a model's tensors do not change while loaded)."""
         if (info := self._info.get(model)) is not None:
             return info
@@ -171,7 +146,7 @@ class GrpcTritonGateway:
                     config = await self._client.get_model_config(model, as_json=True, client_timeout=self._timeout_s)
                 except InferenceServerException as exc:
                     raise self._failed(exc, model) from None
-                info = _model_info(model, config["config"])
+                info = signature_from_config(config["config"])
                 self._info[model] = info
         return info
 
@@ -274,24 +249,6 @@ class GrpcTritonGateway:
                 raise UnavailableError(f"Triton returned no output {name!r} for model {model!r}")
             arrays[name] = array
         return arrays
-
-
-def _model_info(model: str, config: Mapping[str, Any]) -> ModelInfo:
-    def tensors(items: Sequence[Mapping[str, Any]]) -> tuple[TensorInfo, ...]:
-        out = []
-        for t in items:
-            # The configuration says TYPE_STRING where the protocol (and tritonclient's map) says BYTES.
-            name = str(t.get("data_type", "TYPE_FP32")).removeprefix("TYPE_").replace("STRING", "BYTES")
-            dtype = triton_to_np_dtype(name)
-            out.append(TensorInfo(t["name"], np.dtype(dtype), tuple(int(d) for d in t.get("dims", []))))
-        return tuple(out)
-
-    return ModelInfo(
-        name=model,
-        max_batch_size=int(config.get("max_batch_size", 0)),
-        inputs=tensors(config.get("input", [])),
-        outputs=tensors(config.get("output", [])),
-    )
 
 
 _TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"})

@@ -11,6 +11,8 @@ rename, as ``<prefix><network id>``:
                              version numbers)
 
 The same folder is served unchanged by an official Triton container's native ONNX Runtime backend.
+``config_pbtxt`` is the service's one writer of ``config.pbtxt``; the tensors and their data types are
+``service.triton.tensors``'s.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from service.errors import InvalidArgumentError, without_paths
+from service.triton.tensors import Signature, TensorSignature, data_type, signature_from_json
 
 __all__ = [
     "MODEL_FILE",
@@ -36,7 +38,6 @@ __all__ = [
     "ModelRepository",
     "Signature",
     "TensorSignature",
-    "config_data_type",
     "config_pbtxt",
     "inspect_onnx",
     "signature_from_json",
@@ -47,75 +48,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 ORIGINALS = "original"
 """The folder of a converted network's uploaded files, inside its model folder."""
-
-_ONNX_TYPES = {
-    "tensor(float)": "FP32",
-    "tensor(float16)": "FP16",
-    "tensor(bfloat16)": "BF16",
-    "tensor(double)": "FP64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(bool)": "BOOL",
-    "tensor(string)": "BYTES",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSignature:
-    """A graph input or output: Triton data type (``FP32``) and full dims, batch included (-1 = any size)."""
-
-    name: str
-    dtype: str
-    dims: tuple[int, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "dims": list(self.dims)}
-
-
-@dataclass(frozen=True, slots=True)
-class Signature:
-    inputs: tuple[TensorSignature, ...]
-    outputs: tuple[TensorSignature, ...]
-    max_batch_size: int
-    """0: the graph's tensors have no batch dimension Triton may use."""
-    names: Mapping[str, str] = field(default_factory=dict)
-    """Other names of the served tensors → their served names: a converted network's names as uploaded
-    (``image_tensor:0`` → ``image_tensor``, a SavedModel's signature keys). Empty for ONNX uploads."""
-
-    def to_json(self) -> dict[str, Any]:
-        raw: dict[str, Any] = {
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
-            "max_batch_size": self.max_batch_size,
-        }
-        if self.names:
-            raw["names"] = dict(sorted(self.names.items()))
-        return raw
-
-    def input(self, name: str) -> TensorSignature | None:
-        return next((t for t in self.inputs if t.name == name), None)
-
-    def served(self, name: str) -> str:
-        """The served name of a tensor given by any of its names (unknown names come back unchanged)."""
-        return self.names.get(name, name)
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.outputs)
-
-
-def signature_from_json(raw: Mapping[str, Any]) -> Signature:
-    def tensors(items: Sequence[Mapping[str, Any]]) -> tuple[TensorSignature, ...]:
-        return tuple(TensorSignature(t["name"], t["dtype"], tuple(int(d) for d in t["dims"])) for t in items)
-
-    names = {str(k): str(v) for k, v in (raw.get("names") or {}).items()}
-    return Signature(tensors(raw["inputs"]), tensors(raw["outputs"]), int(raw["max_batch_size"]), names)
 
 
 def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Signature:
@@ -140,9 +72,12 @@ def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Si
     def tensors(items: Sequence[Any], kind: str) -> tuple[TensorSignature, ...]:
         out = []
         for t in items:
-            dtype = _ONNX_TYPES.get(str(t.type))
-            if dtype is None:
-                raise InvalidArgumentError.field(field, f"{kind} {t.name!r} has type {t.type}, which is not supported")
+            try:
+                dtype = data_type(str(t.type)).name
+            except KeyError:
+                raise InvalidArgumentError.field(
+                    field, f"{kind} {t.name!r} has type {t.type}, which is not supported"
+                ) from None
             dims = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (t.shape or []))
             out.append(TensorSignature(str(t.name), dtype, dims))
         return tuple(out)
@@ -158,22 +93,16 @@ def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Si
     return Signature(inputs, outputs, batch)
 
 
-def config_data_type(dtype: str) -> str:
-    """A tensor's data type as ``config.pbtxt`` spells it: Triton's protocol calls strings ``BYTES``, its model
-    configuration ``TYPE_STRING`` (there is no ``TYPE_BYTES``)."""
-    return "TYPE_STRING" if dtype == "BYTES" else f"TYPE_{dtype}"
-
-
 def config_pbtxt(signature: Signature) -> str:
     """The ``config.pbtxt`` of a model folder (no name: Triton takes the folder's)."""
 
     def tensor(t: TensorSignature) -> str:
-        dims = list(t.dims[1:] if signature.max_batch_size else t.dims)
+        dims = list(signature.sample_dims(t))
         reshape = ""
         if not dims:
             dims, reshape = [1], " reshape: { shape: [ ] }"
         return (
-            f"  {{ name: {json.dumps(t.name)} data_type: {config_data_type(t.dtype)} "
+            f"  {{ name: {json.dumps(t.name)} data_type: {data_type(t.dtype).config} "
             f"dims: [ {', '.join(str(d) for d in dims)} ]{reshape} }}"
         )
 

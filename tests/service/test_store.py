@@ -22,8 +22,9 @@ from service.registry import NetworkDraft, Registry, UploadFile, reconcile
 from service.settings import BUNDLED_REPOSITORY
 from service.store import Store, TaskRecord, open_store
 from service.tasks import TaskRunner, TaskStatus
-from service.triton.gateway import ModelInfo, ModelLoadError
+from service.triton.gateway import ModelLoadError
 from service.triton.repository import ModelRepository
+from service.triton.tensors import Signature
 from tests.conftest import COLORS, DATABASES, fresh_database
 
 
@@ -173,8 +174,8 @@ class RefusingTriton:
     ) -> dict[str, npt.NDArray[Any]]:
         raise AssertionError("not called")
 
-    async def model_info(self, model: str) -> ModelInfo:
-        return ModelInfo(model, 32, (), ())
+    async def model_info(self, model: str) -> Signature:
+        return Signature((), (), 32)
 
     async def model_ready(self, model: str) -> bool:
         return False

@@ -34,7 +34,8 @@ from service.streams import (
     StreamConfig,
     StreamRunner,
 )
-from service.triton.gateway import ModelInfo, TensorInfo, TritonGateway
+from service.triton.gateway import TritonGateway
+from service.triton.tensors import Signature, TensorSignature
 from tests.conftest import COLOR_SAMPLES
 from tests.fakes import FakeCall, FakeTritonGateway
 
@@ -42,11 +43,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CATALOG = Catalog.load(ROOT / "model_repository")
 COLORS = COLOR_SAMPLES
 NAMES = list(COLORS)  # the colors model's labels, in order
-COLORS_INFO = ModelInfo(
-    "colors",
+COLORS_INFO = Signature(
+    (TensorSignature("data", "FP32", (-1, 3, 64, 64)),),
+    (TensorSignature("share", "FP32", (-1, 6)),),
     32,
-    (TensorInfo("data", np.dtype(np.float32), (3, 64, 64)),),
-    (TensorInfo("share", np.dtype(np.float32), (6,)),),
 )
 
 

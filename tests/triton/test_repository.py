@@ -4,16 +4,19 @@ gateway reads each data type back as the numpy dtype Triton serves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import triton_to_np_dtype
 
-from service.triton.gateway import _model_info
-from service.triton.repository import _ONNX_TYPES, Signature, TensorSignature, config_pbtxt
+from service.errors import InvalidArgumentError
+from service.triton.repository import config_pbtxt, inspect_onnx
+from service.triton.tensors import DATA_TYPES, Signature, TensorSignature, data_type, signature_from_config
 
-TRITON_DTYPES = sorted(set(_ONNX_TYPES.values()))
+TRITON_DTYPES = [t.name for t in DATA_TYPES]
 
 
 @pytest.mark.parametrize("batch", [0, 1, 8])
@@ -57,8 +60,24 @@ NUMPY = {
 def test_the_gateway_reads_every_data_type_back(dtype: str) -> None:
     signature = Signature((TensorSignature("x", dtype, (-1, 2)),), (TensorSignature("y", dtype, (-1,)),), 4)
     config = text_format.Parse(config_pbtxt(signature), model_config_pb2.ModelConfig())
-    info = _model_info(
-        "m", json_format.MessageToDict(config, preserving_proto_field_name=True)
-    )  # the JSON get_model_config(as_json=True) gives
-    assert info.inputs[0].dtype == np.dtype(NUMPY[dtype])
-    assert info.inputs[0].shape == (2,)
+    # The JSON that get_model_config(as_json=True) gives.
+    served = signature_from_config(json_format.MessageToDict(config, preserving_proto_field_name=True))
+    assert served.inputs == signature.inputs
+    # A scalar a sample travels as [1] (the model sees it reshaped to []): what a client sends and receives.
+    assert served.outputs == (TensorSignature("y", dtype, (-1, 1)),)
+    assert served.inputs[0].numpy_dtype == np.dtype(NUMPY[dtype])
+    assert served.sample_dims(served.inputs[0]) == (2,)
+
+
+def test_each_spelling_of_a_data_type_names_one_row() -> None:
+    for row in DATA_TYPES:
+        assert data_type(row.name) is data_type(row.config) is data_type(row.onnx) is row
+    assert model_config_pb2.DataType.Value(data_type("BYTES").config) == model_config_pb2.TYPE_STRING
+    with pytest.raises(KeyError):
+        data_type("TYPE_BYTES")
+
+
+def test_a_file_onnx_runtime_cannot_load_is_the_uploaders_error(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"not a model")
+    with pytest.raises(InvalidArgumentError, match=r"model\.onnx is not an ONNX model ONNX Runtime can load"):
+        inspect_onnx(tmp_path / "model.onnx", max_batch_size=8)
