@@ -5,7 +5,9 @@ Service names: ``""`` (the process), ``sightline.v1.RecognitionService`` and the
 cannot be reached the services are NOT_SERVING, and so is ``""`` when the Triton is the embedded one (then the
 container can serve nothing, and its health check must say so; with a remote Triton ``""`` stays SERVING, so that
 a liveness probe does not restart replicas that are healthy while Triton is away). A model is SERVING only while
-Triton has it ready. Draining sets everything to NOT_SERVING for good.
+Triton has it ready. Draining sets everything to NOT_SERVING for good. ``models_ready`` is set the first time
+every public model is ready at once (the server's "ready" log line). The organisations' own networks are answered
+per call by ``service.api.health.HealthServicer``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class HealthMonitor:
         self._task: asyncio.Task[None] | None = None
         self._draining = False
         self.triton_reachable = False
+        self.models_ready = asyncio.Event()
+        """Set once every public model has been ready in one check."""
 
     async def check_once(self) -> None:
         if self._draining:
@@ -64,9 +68,13 @@ class HealthMonitor:
         await self._servicer.set("", SERVING if live or not self._process_follows_triton else NOT_SERVING)
         for name in self._services:
             await self._servicer.set(name, SERVING if live else NOT_SERVING)
+        every_ready = live
         for model in self._models:
             ready = live and await self._gateway.model_ready(model)
+            every_ready = every_ready and ready
             await self._servicer.set(model_service_name(model), SERVING if ready else NOT_SERVING)
+        if every_ready and not self._draining:
+            self.models_ready.set()
 
     async def triton_down(self) -> None:
         """Triton is known to be gone (the embedded one exited): NOT_SERVING now, without waiting for a poll."""

@@ -4,18 +4,23 @@
   every log line written while the RPC runs, in every error's ``ErrorInfo`` and in the trailing metadata.
 - A server span per RPC whose parent is the client's W3C ``traceparent``; the Triton gateway's child span passes
   the context on. The collectors and the context variables live in ``service.observability``, below this layer.
+- Health and reflection calls (a mesh's or a load balancer's probes, grpcurl) are counted and timed like every
+  other call, under their own ``method`` label (``/grpc.health.v1.Health/Check`` ...), so that probe traffic shows
+  on the metrics page; their access line is at DEBUG and they get no span, so that probes every few seconds flood
+  neither the log nor the traces. A ``Watch`` is counted when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from opentelemetry import trace
@@ -28,6 +33,8 @@ __all__ = ["ObservabilityInterceptor"]
 log = logging.getLogger("sightline.access")
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_PROBES = ("/grpc.health.", "/grpc.reflection.")
+"""Methods of health checks and reflection: counted, but logged at DEBUG and never traced."""
 
 
 def _usable_request_id(value: str) -> str:
@@ -48,9 +55,8 @@ def _code_of(context: Any, error: BaseException | None) -> grpc.StatusCode:
 
 
 class ObservabilityInterceptor(HandlerInterceptor):
-    """Request id, server span, access log line and metrics around every RPC (unary and streaming)."""
-
-    skip = ("/grpc.reflection", "/grpc.health")
+    """Request id, server span, access log line and metrics around every RPC (unary and streaming); probes
+    (health, reflection) get the metrics, the request id and a DEBUG access line only."""
 
     def __init__(self, metrics: Metrics, tracer: trace.Tracer) -> None:
         self._metrics = metrics
@@ -67,11 +73,14 @@ class _Observation:
         self._tracer = tracer
         self._method = method
         self._metadata = metadata
+        self._probe = method.startswith(_PROBES)
 
     def _begin(self, context: Any) -> tuple[str, Any]:
         request_id = _usable_request_id(self._metadata.get("x-request-id", "")) or uuid.uuid4().hex
         REQUEST_ID.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
+        if self._probe:
+            return request_id, trace.INVALID_SPAN
         parent = PROPAGATOR.extract(self._metadata)
         span = self._tracer.start_span(self._method.lstrip("/"), context=parent, kind=trace.SpanKind.SERVER)
         span.set_attribute("rpc.system", "grpc")
@@ -88,7 +97,14 @@ class _Observation:
             span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
         span.end()
         peer = context.peer() if hasattr(context, "peer") else ""
-        log.info("%s %s %.1f ms peer=%s", self._method, code.name, seconds * 1e3, peer)
+        log.log(
+            logging.DEBUG if self._probe else logging.INFO,
+            "%s %s %.1f ms peer=%s",
+            self._method,
+            code.name,
+            seconds * 1e3,
+            peer,
+        )
 
     def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: Any) -> Any:
@@ -107,6 +123,10 @@ class _Observation:
         return wrapper
 
     def streaming(self, behaviour: Callable[..., AsyncGenerator[Any]]) -> Callable[..., AsyncGenerator[Any]]:
+        if not inspect.isasyncgenfunction(behaviour):
+            # A coroutine that writes its responses with context.write (grpcio's health Watch): awaited whole.
+            return cast(Callable[..., AsyncGenerator[Any]], self.unary(cast(Callable[..., Awaitable[Any]], behaviour)))
+
         async def wrapper(request: Any, context: Any) -> AsyncGenerator[Any]:
             _, span = self._begin(context)
             started = time.perf_counter()
