@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from service._proto.sightline.v1 import inference_pb2, recognition_pb2_grpc
 from service.server import serve_in_thread
 from service.settings import BUNDLED_REPOSITORY, Settings
-from zoo.evaluate import EVALUATIONS, Predictor, evaluate_all
+from zoo.evaluate import EVALUATIONS, SETS, Predictor, evaluate_all
 
 __all__ = ["service_predictor", "spec_of"]
 
@@ -53,8 +53,9 @@ def service_predictor(stub: recognition_pb2_grpc.RecognitionServiceStub, spec_id
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=300, help="images per held-out set")
+    parser.add_argument("--n", type=int, default=300, help="images per evaluation set")
     parser.add_argument("--models", default=",".join(EVALUATIONS))
+    parser.add_argument("--sets", default=",".join(SETS), help="independent and/or held-out")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sightline-eval-") as data:
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
                 figures = evaluate_all(
-                    lambda model_id: service_predictor(stub, spec_of(model_id)), args.models.split(","), args.n
+                    lambda model_id: service_predictor(stub, spec_of(model_id)),
+                    args.models.split(","),
+                    args.n,
+                    args.sets.split(","),
                 )
         finally:
             stop()

@@ -5,17 +5,24 @@ numpy and Pillow, so that the service's tests can import it without PyTorch.
 
 A scene is a few flat-coloured shapes (:data:`SHAPES`) in the colours of :data:`COLOURS`, with random size,
 position and rotation, drawn one over the other (partial overlaps allowed, every shape keeps most of its
-surface visible) on a noisy or textured background. Ground truth boxes are normalised ``(xmin, ymin, xmax, ymax)``,
+surface visible) on a noisy or textured background. With ``randomise=True`` (the training sets' domain
+randomisation) backgrounds are also flat colours of every hue, colourful gradients and textures and photographs
+(scikit-image's bundled files, read with Pillow), shapes come in variants (star inner ratios, cross arm widths,
+rounded squares, heart outlines) stretched up to 1.5:1, named colours vary over their hue range, and the picture
+may be blurred or JPEG-compressed. Ground truth boxes are normalised ``(xmin, ymin, xmax, ymax)``,
 origin top-left, the tight box of the shape's visible pixels in pixel-edge coordinates: a shape whose visible
 pixels span columns ``c0..c1`` has ``xmin = c0 / width`` and ``xmax = (c1 + 1) / width``.
 """
 
 from __future__ import annotations
 
+import colorsys
 import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +34,7 @@ __all__ = [
     "EVAL_SEED",
     "SHAPES",
     "TAGS",
+    "TRAINING_PHOTOS",
     "Placement",
     "Scene",
     "SceneObject",
@@ -35,6 +43,7 @@ __all__ = [
     "detection_scene",
     "eval_set",
     "make_background",
+    "make_random_background",
     "scene_seed",
     "shape_polygon",
     "tags_of",
@@ -153,17 +162,73 @@ def _unit_outline(shape: str) -> NDArray[Any]:
 _OUTLINES = {name: _unit_outline(name) for name in SHAPES}
 
 
-def shape_polygon(shape: str, cx: float, cy: float, radius: float, angle: float = 0.0) -> list[tuple[float, float]]:
-    """The polygon (pixel coordinates) of ``shape`` centred at ``(cx, cy)``, circumradius ``radius``, rotated."""
+def _rounded_square(corner: float) -> NDArray[Any]:
+    """A square (vertices on the unit circle) whose corners are arcs of radius ``corner`` x half its side."""
+    half = math.sqrt(0.5)
+    r = corner * half
+    pts = []
+    for k in range(4):
+        centre_angle = -math.pi / 2 + k * math.pi / 2  # the vertex directions of the plain square
+        centre = np.array([math.cos(centre_angle), math.sin(centre_angle)]) * (math.sqrt(2.0) * (half - r))
+        t = centre_angle + np.linspace(-math.pi / 4, math.pi / 4, 8)
+        pts.append(centre + r * np.stack([np.cos(t), np.sin(t)], axis=1))
+    return np.concatenate(pts)
+
+
+def _variant_outline(shape: str, rng: np.random.Generator) -> NDArray[Any]:
+    """A random variant of a shape's unit outline (domain randomisation), stretched up to 1.5:1, inside the unit
+    circle and touching it."""
+    if shape == "star":
+        t = -math.pi / 2 + np.arange(10) * math.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.28, 0.62))
+        pts = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    elif shape == "cross":
+        a, b = rng.uniform(0.1, 0.42), 0.95
+        pts = np.array(
+            [[-a, -b], [a, -b], [a, -a], [b, -a], [b, a], [a, a], [a, b], [-a, b], [-a, a], [-b, a], [-b, -a], [-a, -a]]
+        )
+    elif shape == "square" and rng.random() < 0.4:
+        pts = _rounded_square(rng.uniform(0.08, 0.4))
+    elif shape == "heart" and rng.random() < 0.6:
+        t = np.linspace(0.0, 2.0 * math.pi, 96, endpoint=False)
+        x = 16.0 * np.sin(t) ** 3 * rng.uniform(0.85, 1.15)
+        y = -(13.0 * np.cos(t) - rng.uniform(3.5, 6.5) * np.cos(2 * t) - 2.0 * np.cos(3 * t) - np.cos(4 * t))
+        pts = np.stack([x, y], axis=1)
+        pts -= (pts.max(axis=0) + pts.min(axis=0)) / 2.0
+    else:
+        pts = _OUTLINES[shape].copy()
+    if rng.random() < 0.5:
+        pts = pts * np.array([math.exp(rng.uniform(-math.log(1.5), math.log(1.5))), 1.0])
+    unit: NDArray[Any] = pts / np.sqrt((pts**2).sum(axis=1)).max()
+    return unit
+
+
+def shape_polygon(
+    shape: str, cx: float, cy: float, radius: float, angle: float = 0.0, outline: NDArray[Any] | None = None
+) -> list[tuple[float, float]]:
+    """The polygon (pixel coordinates) of ``shape`` centred at ``(cx, cy)``, circumradius ``radius``, rotated.
+
+    ``outline`` replaces the shape's standard unit outline (a variant from the domain randomisation).
+    """
     a = math.radians(angle)
     rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    pts = _OUTLINES[shape] @ rot.T * radius + np.array([cx, cy])
+    unit = _OUTLINES[shape] if outline is None else outline
+    pts = unit @ rot.T * radius + np.array([cx, cy])
     return [(float(x), float(y)) for x, y in pts]
 
 
-def _shape_mask(shape: str, cx: float, cy: float, radius: float, angle: float, width: int, height: int) -> NDArray[Any]:
+def _shape_mask(
+    shape: str,
+    cx: float,
+    cy: float,
+    radius: float,
+    angle: float,
+    width: int,
+    height: int,
+    outline: NDArray[Any] | None = None,
+) -> NDArray[Any]:
     canvas = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(canvas).polygon(shape_polygon(shape, cx, cy, radius, angle), fill=255)
+    ImageDraw.Draw(canvas).polygon(shape_polygon(shape, cx, cy, radius, angle, outline), fill=255)
     return np.asarray(canvas) > 0
 
 
@@ -223,6 +288,160 @@ def make_background(rng: np.random.Generator, width: int, height: int) -> NDArra
     return image.astype(np.float32)
 
 
+TRAINING_PHOTOS: tuple[str, ...] = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "moon.png",
+    "coins.png",
+    "page.png",
+    "text.png",
+)
+"""scikit-image's bundled photographs the training backgrounds crop (``zoo/eval_scenes.py`` uses the others)."""
+
+
+def skimage_data_folder() -> Path:
+    """The folder of scikit-image's bundled sample files (the package is not imported: only its files are read)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("photo backgrounds need scikit-image installed (its bundled sample pictures)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@cache
+def _photo(name: str) -> NDArray[Any]:
+    with Image.open(skimage_data_folder() / name) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _hsv(h: float, s: float, v: float) -> NDArray[Any]:
+    """RGB in [0, 255] (float) of a hue in degrees (any real), saturation and value in [0, 1]."""
+    return np.array(colorsys.hsv_to_rgb((h / 360.0) % 1.0, s, v), dtype=np.float32) * 255.0
+
+
+def _any_colour(rng: np.random.Generator) -> NDArray[Any]:
+    """A colour of any hue, saturation and brightness."""
+    return _hsv(rng.uniform(0.0, 360.0), rng.uniform(0.0, 1.0) ** 0.7, rng.uniform(0.08, 1.0))
+
+
+def _photo_background(rng: np.random.Generator, width: int, height: int) -> NDArray[Any]:
+    """A random crop of a training photograph, resized, sometimes recoloured (grey tinted, hue-rotated, inverted)."""
+    photo = _photo(TRAINING_PHOTOS[int(rng.integers(len(TRAINING_PHOTOS)))])
+    ph, pw = photo.shape[:2]
+    scale = rng.uniform(0.3, 1.0)
+    cw = max(32, min(pw, round(pw * scale * math.sqrt(width / height) / max(math.sqrt(width / height), 1.0))))
+    ch = max(32, min(ph, round(cw * height / width)))
+    cw = min(cw, pw)
+    x0, y0 = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+    crop = Image.fromarray(photo[y0 : y0 + ch, x0 : x0 + cw]).resize((width, height), Image.Resampling.BILINEAR)
+    image = np.asarray(crop, dtype=np.float32)
+    mode = rng.random()
+    if mode < 0.25:  # a grey picture tinted with a colour of any hue
+        grey = image.mean(axis=2, keepdims=True) / 255.0
+        image = grey * _any_colour(rng) + (1.0 - grey) * _any_colour(rng) * rng.uniform(0.0, 0.6)
+    elif mode < 0.45:  # channels permuted or inverted: other colours, the same structure
+        image = image[..., rng.permutation(3)]
+        if rng.random() < 0.3:
+            image = 255.0 - image
+    if rng.random() < 0.5:
+        image = (image - 128.0) * rng.uniform(0.6, 1.3) + 128.0 + rng.uniform(-40.0, 40.0)
+    return np.clip(image, 0.0, 255.0).astype(np.float32)
+
+
+def make_random_background(rng: np.random.Generator, width: int, height: int) -> NDArray[Any]:
+    """A domain-randomised ``(H, W, 3)`` float background: a flat colour of any hue, a gradient between two such
+    colours, a colourful texture (:func:`make_background`'s kinds in vivid colours), a photograph, or
+    :func:`make_background`'s own dull kinds."""
+    kind = rng.choice(
+        ["flat", "gradient", "texture", "rainbow", "photo", "dull"], p=[0.15, 0.13, 0.12, 0.12, 0.35, 0.13]
+    )
+    if kind == "dull":
+        return make_background(rng, width, height)
+    if kind == "photo":
+        image = _photo_background(rng, width, height)
+    elif kind == "rainbow":  # value noise or a ramp through many hues: vivid multi-coloured textures
+        if rng.random() < 0.7:
+            t = 0.7 * _smooth_noise(rng, width, height, int(rng.integers(3, 12)))
+            t += 0.3 * _smooth_noise(rng, width, height, int(rng.integers(8, 30)))
+        else:
+            yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+            t = np.hypot(xx / width - rng.uniform(0, 1), yy / height - rng.uniform(0, 1))
+        hue0, span = rng.uniform(0.0, 360.0), rng.uniform(120.0, 720.0)
+        sat, val = rng.uniform(0.4, 1.0), rng.uniform(0.5, 1.0)
+        hues = Image.fromarray(
+            np.stack(
+                [
+                    ((hue0 + span * t) % 360.0 / 360.0 * 255.0).astype(np.uint8),
+                    np.full(t.shape, round(sat * 255), dtype=np.uint8),
+                    np.clip((val - 0.35 * t * rng.random()) * 255.0, 0, 255).astype(np.uint8),
+                ],
+                axis=-1,
+            ),
+            "HSV",
+        )
+        image = np.asarray(hues.convert("RGB"), dtype=np.float32)
+    elif kind == "flat":
+        image = np.broadcast_to(_any_colour(rng), (height, width, 3)).astype(np.float32)
+    elif kind == "gradient":
+        c0, c1 = _any_colour(rng), _any_colour(rng)
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        if rng.random() < 0.7:
+            a = rng.uniform(0, 2 * math.pi)
+            t = math.cos(a) * xx / width + math.sin(a) * yy / height
+        else:  # radial, from a random centre
+            t = np.hypot(xx / width - rng.uniform(0, 1), yy / height - rng.uniform(0, 1))
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        image = c0 + (c1 - c0) * t[..., None]
+    else:
+        # make_background's texture in two vivid colours: its own dull colours remapped to the new ones
+        base = make_background(rng, width, height)
+        grey = base.mean(axis=2, keepdims=True)
+        t = (grey - grey.min()) / max(float(grey.max() - grey.min()), 1e-6)
+        c0, c1 = _any_colour(rng), _any_colour(rng)
+        image = c0 + (c1 - c0) * t
+    if rng.random() < 0.2:  # clutter: thin lines of any colour across the picture
+        canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(canvas)
+        for _ in range(int(rng.integers(5, 50))):
+            ends = rng.uniform(-0.1, 1.1, size=4) * np.array([width, height, width, height])
+            colour = tuple(int(c) for c in _any_colour(rng))
+            draw.line([float(v) for v in ends], fill=colour, width=int(rng.integers(1, 4)))
+        image = np.asarray(canvas, dtype=np.float32)
+    if rng.random() < 0.5:
+        image = image + rng.normal(0.0, rng.uniform(0.0, 10.0), size=(height, width, 3))
+    return image.astype(np.float32)
+
+
+NAMED_HUES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "red": ((-14.0, 12.0), (0.6, 1.0), (0.5, 1.0)),
+    "yellow": ((45.0, 63.0), (0.55, 1.0), (0.75, 1.0)),
+    "green": ((92.0, 155.0), (0.45, 1.0), (0.32, 1.0)),
+    "blue": ((200.0, 245.0), (0.55, 1.0), (0.4, 1.0)),
+    "purple": ((262.0, 310.0), (0.4, 1.0), (0.32, 1.0)),
+}
+"""The range (hue in degrees, saturation, value) a named colour is drawn from in randomised scenes."""
+
+
+def _random_paint(rng: np.random.Generator, colour: str | None) -> NDArray[Any]:
+    """A randomised scene's fill: a named colour anywhere in its :data:`NAMED_HUES` range (or jittered around its
+    :data:`COLOURS` value), or (None) a free colour of any hue."""
+    if colour is None:
+        return _any_colour(rng)
+    if rng.random() < 0.35:
+        return _paint(rng, colour)
+    (h0, h1), (s0, s1), (v0, v1) = NAMED_HUES[colour]
+    return _hsv(rng.uniform(h0, h1), rng.uniform(s0, s1), rng.uniform(v0, v1))
+
+
 # -------------------------------------------------------------------------------------------------- rendering
 def _paint(rng: np.random.Generator | None, colour: str | tuple[int, int, int] | None) -> NDArray[Any]:
     """The RGB fill of one shape: a named colour jittered, an explicit RGB triple, or (None) a random free colour."""
@@ -239,11 +458,26 @@ def _paint(rng: np.random.Generator | None, colour: str | tuple[int, int, int] |
     return rgb
 
 
+def _degrade(rng: np.random.Generator, pixels: NDArray[Any]) -> NDArray[Any]:
+    """Blur (out of focus, rescaled) and JPEG artefacts of pictures as users send them."""
+    image = Image.fromarray(pixels)
+    if rng.random() < 0.3:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.6)))
+    if rng.random() < 0.35:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=int(rng.integers(30, 96)))
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            image = decoded.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
 def _finish(
     rng: np.random.Generator | None,
     background: NDArray[Any],
     shapes: Sequence[tuple[str, str | None, NDArray[Any], NDArray[Any]]],
     keep_masks: bool,
+    degrade: bool = False,
 ) -> Scene:
     """Paints ``shapes`` (name, colour name, fill, full mask), in order, over ``background``; computes ground truth."""
     height, width = background.shape[:2]
@@ -257,6 +491,8 @@ def _finish(
     pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     if rng is not None and rng.random() < 0.15:  # the soft edges of anti-aliased or rescaled pictures
         pixels = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9))))
+    if rng is not None and degrade:
+        pixels = _degrade(rng, pixels)
     objects, masks = [], []
     for index, (name, colour_name, _, mask) in enumerate(shapes):
         visible = owner == index
@@ -321,9 +557,10 @@ def _generate(
     radius: tuple[float, float],
     free_colours: float,
     keep_masks: bool,
+    randomise: bool = False,
 ) -> Scene:
     width, height = _random_size(rng, size)
-    background = make_background(rng, width, height)
+    background = (make_random_background if randomise else make_background)(rng, width, height)
     mean = background.reshape(-1, 3).mean(axis=0)
     target = int(rng.integers(n_objects[0], n_objects[1] + 1))
     shapes: list[tuple[str, str | None, NDArray[Any], NDArray[Any]]] = []
@@ -332,14 +569,18 @@ def _generate(
             break
         name = SHAPES[int(rng.integers(len(SHAPES)))]
         colour_name = None if rng.random() < free_colours else _COLOUR_NAMES[int(rng.integers(len(_COLOUR_NAMES)))]
-        fill = _paint(rng, colour_name)
-        if np.abs(fill - mean).sum() < 110.0:  # too close to the background to be seen
+        fill = (_random_paint if randomise else _paint)(rng, colour_name)
+        if not randomise and np.abs(fill - mean).sum() < 110.0:  # too close to the background to be seen
             continue
         r = rng.uniform(*radius) * min(width, height)
         cx = rng.uniform(r + 1, width - r - 1) if width > 2 * r + 2 else width / 2
         cy = rng.uniform(r + 1, height - r - 1) if height > 2 * r + 2 else height / 2
-        mask = _shape_mask(name, cx, cy, r, rng.uniform(0.0, 360.0), width, height)
+        outline = _variant_outline(name, rng) if randomise else None
+        mask = _shape_mask(name, cx, cy, r, rng.uniform(0.0, 360.0), width, height, outline)
         if mask.sum() < 30:
+            continue
+        # On varied backgrounds what matters is the contrast with what lies under the shape, not the mean.
+        if randomise and np.abs(fill - background[mask].mean(axis=0)).sum() < 100.0:
             continue
         # Every shape below must keep most of its pixels visible once this one is drawn over it.
         covered = np.zeros_like(mask)
@@ -352,7 +593,7 @@ def _generate(
             covered |= earlier
         if ok:
             shapes.append((name, colour_name, fill, mask))
-    return _finish(rng, background, shapes, keep_masks)
+    return _finish(rng, background, shapes, keep_masks, degrade=randomise)
 
 
 def scene_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -368,13 +609,15 @@ def detection_scene(
     radius: tuple[float, float] = (0.08, 0.25),
     free_colours: float = 0.0,
     masks: bool = False,
+    randomise: bool = False,
 ) -> Scene:
     """A scene of ``n_objects`` shapes (inclusive range), circumradius a fraction ``radius`` of the smaller side.
 
     ``size`` is ``(width, height)``; by default random: sqrt(width * height) from 96 to 288, aspect ratio 0.5 to 2.
     ``free_colours`` is the probability that a shape is painted in a random colour instead of a named one.
+    ``randomise`` draws the scene with the training's domain randomisation (see the module's docstring).
     """
-    return _generate(np.random.default_rng(seed), size, n_objects, radius, free_colours, masks)
+    return _generate(np.random.default_rng(seed), size, n_objects, radius, free_colours, masks, randomise)
 
 
 def classification_scene(
@@ -383,9 +626,10 @@ def classification_scene(
     size: tuple[int, int] | None = None,
     free_colours: float = 0.0,
     masks: bool = False,
+    randomise: bool = False,
 ) -> Scene:
     """A scene with exactly one large shape (circumradius 18 % to 45 % of the smaller side)."""
-    return _generate(np.random.default_rng(seed), size, (1, 1), (0.18, 0.45), free_colours, masks)
+    return _generate(np.random.default_rng(seed), size, (1, 1), (0.18, 0.45), free_colours, masks, randomise)
 
 
 def tags_of(scene: Scene) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 
 import numpy as np
@@ -44,6 +45,50 @@ def test_boxes_are_the_tight_boxes_of_visible_pixels(index: int) -> None:
         assert obj.visible_fraction >= 0.6
         union += mask
     assert union.max() <= 1, "visible masks overlap"
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_randomised_scenes_keep_exact_boxes(index: int) -> None:
+    """Domain randomisation (photos, any hue, variants, blur, JPEG) changes the pixels, never the ground truth."""
+    scene = scenes.detection_scene(scenes.scene_seed(12, index), masks=True, free_colours=0.3, randomise=True)
+    again = scenes.detection_scene(scenes.scene_seed(12, index), masks=True, free_colours=0.3, randomise=True)
+    assert np.array_equal(scene.image, again.image)
+    assert 1 <= len(scene.objects) <= 5
+    for obj, mask in zip(scene.objects, scene.masks, strict=True):
+        rows, cols = np.nonzero(mask)
+        assert obj.pixel_box == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert obj.visible_fraction >= 0.6
+
+
+def test_randomised_backgrounds_span_every_hue() -> None:
+    hues = []
+    for i in range(200):
+        rng = np.random.default_rng([77, i])
+        mean = scenes.make_random_background(rng, 48, 32).reshape(-1, 3).mean(axis=0) / 255.0
+        if mean.max() - mean.min() > 0.15:  # coloured enough for its hue to mean something
+            hues.append(colorsys.rgb_to_hsv(*mean)[0])
+    counts = np.histogram(hues, bins=6, range=(0.0, 1.0))[0]
+    assert counts.min() >= 5, counts  # every sixth of the colour wheel, not grey plus a tint
+
+
+def test_training_photos_are_bundled() -> None:
+    folder = scenes.skimage_data_folder()
+    for name in scenes.TRAINING_PHOTOS:
+        assert (folder / name).is_file(), name
+
+
+def test_shape_variants_stay_in_the_unit_circle() -> None:
+    rng = np.random.default_rng(5)
+    for shape in scenes.SHAPES:
+        for _ in range(20):
+            outline = scenes._variant_outline(shape, rng)
+            radius = np.sqrt((outline**2).sum(axis=1))
+            assert radius.max() == pytest.approx(1.0)
+    stars = [scenes._variant_outline("star", np.random.default_rng(s)) for s in range(30)]
+    inner = [
+        float(np.sqrt((o[1::2] ** 2).sum(axis=1)).max() / np.sqrt((o[0::2] ** 2).sum(axis=1)).max()) for o in stars
+    ]
+    assert min(inner) < 0.4 < max(inner)  # thin and fat stars, not only the standard 0.42
 
 
 def test_composed_shapes_are_drawn_exactly_inside_their_boxes() -> None:
