@@ -26,8 +26,11 @@
 // once, or 30 raw frames; 0: until Ctrl-C); --fps F (pace frames at F a second; default 0: as fast as gRPC flow
 // control lets them go).
 //
-// Output, unary: {"server": ..., "specifications": [{"id", "name"}, ...], "result": {...}}; "result" has the v0.7
-// JSON shape (snake_case field names, as in the .proto files).
+// Output, unary: {"server": ..., "specifications": [{"id", "name"}, ...], "result": {...}}; "result" is the v0.7
+// JSON of the result, the same as the Python client's (sightline recognize --json, protobuf's MessageToDict with
+// the .proto field names and fields without presence printed): snake_case names, every list even when empty
+// ("discarded": []), optional fields only when set, float scores written as their shortest float32 decimal
+// (0.99999994, not 0.9999999403953552).
 // Output, stream: one line per frame, in the order the results arrive:
 //   {"frame_id": 0, "status": "OK", "label": "red", "score": 0.99, "latency_ms": 8.1,
 //    "timing": {"queue_ms", "preprocess_ms", "triton_ms", "postprocess_ms", "total_ms"}}
@@ -54,10 +57,13 @@ const { parseArgs } = require('node:util');
 
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
 
 const DEFAULT_PROTOS = path.resolve(__dirname, '..', '..', 'protos');
 
 // keepCase: field names as in the .proto files (label_name, not labelName), hence the v0.7 JSON.
+// oneofs: false, because with true proto-loader adds a virtual field per oneof naming its set member, and every
+// proto3 `optional` field is a oneof of its own: a result would carry "_label_id": "label_id", "_score": "score" ...
 // The google/protobuf well-known types (Struct, Timestamp, Any) come with proto-loader; google/rpc/status.proto,
 // where a proto imports it, sits in the protos/ folder itself.
 const LOADER_OPTIONS = {
@@ -65,7 +71,7 @@ const LOADER_OPTIONS = {
   longs: String,
   enums: String,
   defaults: false,
-  oneofs: true,
+  oneofs: false,
 };
 
 /** The sightline.v1 package, loaded from every .proto file in DIR/sightline/v1. */
@@ -78,6 +84,79 @@ function loadSightline(protosDir = DEFAULT_PROTOS) {
     .map((name) => path.join('sightline', 'v1', name));
   const definition = protoLoader.loadSync(files, { ...LOADER_OPTIONS, includeDirs: [protosDir] });
   return grpc.loadPackageDefinition(definition).sightline.v1;
+}
+
+/** The sightline.v1 message types (protobufjs reflection) from every .proto file in DIR/sightline/v1. */
+function loadTypes(protosDir = DEFAULT_PROTOS) {
+  const root = new protobuf.Root();
+  root.resolvePath = (origin, target) => path.resolve(protosDir, target);
+  const versionDir = path.join(protosDir, 'sightline', 'v1');
+  const files = fs.readdirSync(versionDir).filter((name) => name.endsWith('.proto'));
+  root.loadSync(files.sort().map((name) => path.join('sightline', 'v1', name)), { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+/** VALUE, a float32 read into a double, as the shortest decimal that reads back as the same float32 (protobuf's
+ * Python json_format does the same, from 6 significant digits up); NaN and infinities as their JSON strings. */
+function shortestFloat(value) {
+  if (Number.isNaN(value)) return 'NaN';
+  if (!Number.isFinite(value)) return value > 0 ? 'Infinity' : '-Infinity';
+  const single = Math.fround(value);
+  for (let digits = 6; digits < 9; digits++) {
+    const decimal = Number(single.toPrecision(digits));
+    if (Math.fround(decimal) === single) return decimal;
+  }
+  return Number(single.toPrecision(9));
+}
+
+function valueJson(field, value) {
+  if (field.resolvedType instanceof protobuf.Type) return messageJson(field.resolvedType, value);
+  if (field.type === 'float') return shortestFloat(value);
+  if (field.type === 'double' && !Number.isFinite(value)) return String(value);
+  if (field.type === 'bytes') return Buffer.from(value).toString('base64');
+  return value; // strings, bools, 32-bit integers; enums are names and 64-bit integers strings (LOADER_OPTIONS)
+}
+
+function defaultJson(field) {
+  if (field.resolvedType instanceof protobuf.Enum) {
+    const zero = Object.entries(field.resolvedType.values).find(([, number]) => number === 0);
+    return zero ? zero[0] : 0;
+  }
+  if (field.type === 'string' || field.type === 'bytes') return '';
+  if (field.type === 'bool') return false;
+  if (['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64'].includes(field.type)) return '0';
+  return 0;
+}
+
+/**
+ * MESSAGE (decoded with LOADER_OPTIONS) of protobufjs type TYPE as its proto3 JSON, the way the Python client
+ * prints it (MessageToDict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)):
+ * repeated and map fields always, messages and fields with presence (proto3 `optional`, oneof members) when set,
+ * other scalars always (their zero when unset). The v0.7 result messages use no well-known types; meeting one
+ * is an error here rather than a silently different JSON.
+ */
+function messageJson(type, message) {
+  if (type.fullName.startsWith('.google.protobuf.')) throw new Error(`no JSON mapping here for ${type.fullName}`);
+  const json = {};
+  for (const field of type.fieldsArray) {
+    const value = message[field.name];
+    if (field.map) {
+      json[field.name] = Object.fromEntries(Object.entries(value || {}).map(([k, v]) => [k, valueJson(field, v)]));
+    } else if (field.repeated) {
+      json[field.name] = (value || []).map((item) => valueJson(field, item));
+    } else if (value !== undefined && value !== null) {
+      json[field.name] = valueJson(field, value);
+    } else if (!(field.resolvedType instanceof protobuf.Type) && !field.partOf) {
+      json[field.name] = defaultJson(field);
+    }
+  }
+  return json;
+}
+
+/** A decoded RecognitionResult as its v0.7 JSON (see messageJson). */
+function resultJson(types, result) {
+  return messageJson(types.lookupType('sightline.v1.RecognitionResult'), result);
 }
 
 /** A RecognitionService client on SERVER (host:port). */
@@ -157,7 +236,7 @@ function resultLine(response, latencyMs) {
   const line = { frame_id: Number(response.frame_id || 0), status: response.status || 'FRAME_STATUS_UNSPECIFIED' };
   const best = response.result?.outputs?.[0]?.labels?.predicted?.[0];
   line.label = best ? best.label_name : null;
-  line.score = best && best.score !== undefined ? best.score : null;
+  line.score = best && best.score !== undefined ? shortestFloat(best.score) : null;
   if (response.status === 'SKIPPED') line.skip_reason = response.skip_reason || '';
   if (response.status === 'ERROR') {
     const code = response.error?.code || 0;
@@ -443,12 +522,13 @@ async function main(argv) {
     const output = { server: values.server, specifications: await listSpecifications(client, deadlineMs) };
     if (!values.list) {
       const image = fs.readFileSync(positionals[0]);
-      output.result = await recognize(client, image, {
+      const result = await recognize(client, image, {
         specId: values.spec,
         versionId: values['version-id'],
         showDiscarded: values['show-discarded'],
         deadlineMs,
       });
+      output.result = resultJson(loadTypes(path.resolve(values.protos)), result);
     }
     process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
   } finally {
@@ -466,6 +546,9 @@ if (require.main === module) {
 
 module.exports = {
   loadSightline,
+  loadTypes,
+  resultJson,
+  shortestFloat,
   connect,
   listSpecifications,
   recognize,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from service.server import Application
+from tests.e2e.test_cli import sightline
 from tests.e2e.test_recognition import COLORS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,53 @@ async def test_node_client_recognises_a_red_image(
     assert best["score"] > 0.9
     assert best["threshold"] == pytest.approx(0.025)
     assert {p["label_name"] for p in labels["discarded"]} == {"green", "blue", "yellow", "black", "white"}
+
+
+def keys_of(value: Any) -> set[str]:
+    """Every key of every object in a JSON value."""
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in keys_of(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in keys_of(v)}
+    return set()
+
+
+def photo(tmp_path: Path, name: str) -> Path:
+    """One of scikit-image's bundled photographs (public domain or CC0), as a JPEG file."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path / f"{name}.jpg"
+    Image.fromarray(getattr(data, name)()).save(path, quality=92)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("spec", "image"),
+    [
+        ("colors-v1", "samples/red.png"),
+        ("shapes-yolo-v1", "samples/shapes-scene.png"),
+        ("faces-v1", "astronaut"),
+        ("imagenet-efficientnet-lite0-v1", "chelsea"),
+    ],
+)
+async def test_node_client_prints_the_python_clients_json(
+    node: str, app: Application, tmp_path: Path, spec: str, image: str
+) -> None:
+    path = ROOT / image if "/" in image else photo(tmp_path, image)
+    server = f"127.0.0.1:{app.port}"
+    code, out, err = await run_client(node, "--server", server, "--spec", spec, "--show-discarded", str(path))
+    assert code == 0, err
+    from_node = json.loads(out)["result"]
+    code, out, err = await sightline(
+        "recognize", "--spec", spec, "--server", server, "--json", "--show-discarded", str(path)
+    )
+    assert code == 0, err
+    from_python = json.loads(out)
+    # proto-loader's oneofs: true once added "_label_id": "label_id", "_score": "score" ... to every prediction.
+    assert not {k for k in keys_of(from_node) if k.startswith("_")}
+    assert from_node == from_python
+    assert from_python["outputs"][0]["labels"]["predicted"], "a test that compares empty results shows nothing"
 
 
 async def test_node_client_lists_specifications(node: str, app: Application) -> None:
