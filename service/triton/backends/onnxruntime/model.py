@@ -50,7 +50,14 @@ class TritonPythonModel:
         feeds_per_request: list[dict[str, Any]] = []
         for request in requests:
             feeds = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.input_types}
-            feeds_per_request.append({k: v.as_numpy() for k, v in feeds.items() if v is not None})
+            arrays = {k: v.as_numpy() for k, v in feeds.items() if v is not None}
+            # Triton hands string tensors over as bytes; ONNX Runtime wants str (it would feed str(b"...")).
+            for name, array in arrays.items():
+                if self.input_types[name] == "tensor(string)":
+                    arrays[name] = np.array([_text(b) for b in array.ravel()], dtype=np.object_).reshape(array.shape)
+            feeds_per_request.append(arrays)
+        if any(_BAD_TEXT in a for f in feeds_per_request for k, a in f.items() if a.dtype == np.object_):
+            return [self._run_one(f) for f in feeds_per_request]
         if self.batched and len(requests) > 1:
             sizes = [next(iter(f.values())).shape[0] for f in feeds_per_request]
             merged = {k: np.concatenate([f[k] for f in feeds_per_request]) for k in feeds_per_request[0]}
@@ -70,6 +77,9 @@ class TritonPythonModel:
         return [self._run_one(f) for f in feeds_per_request]
 
     def _run_one(self, feeds: dict[str, Any]) -> Any:
+        if any(a.dtype == np.object_ and _BAD_TEXT in a for a in feeds.values()):
+            message = "onnxruntime: a string input is not UTF-8 text"
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
         try:
             outputs = self.session.run(self.output_names, feeds)
         except Exception as exc:
@@ -80,6 +90,19 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.session = None
+
+
+_BAD_TEXT = object()
+"""Stands for an element of a string input that is not UTF-8: its request alone is refused."""
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return _BAD_TEXT
+    return value
 
 
 def _error(exc: Exception) -> Any:
