@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -29,15 +30,17 @@ from service._proto.sightline.v1 import (
 from service.api.auth import AuthInterceptor
 from service.api.lifecycle import CallLifecycle
 from service.api.observability import ObservabilityInterceptor
+from service.api.rest import RestRoutes, RestServer
 from service.api.servicers.networks import NetworkServicer
 from service.api.servicers.recognition import RecognitionServicer
 from service.api.servicers.tasks import TaskServicer
 from service.auth import Authenticator
 from service.catalog import Catalog
 from service.convert import ConverterOptions
-from service.domain import RecognitionResult
+from service.domain.results import TaskData
 from service.health import HealthMonitor
 from service.images import DecodeBudget
+from service.inference_tasks import InferenceTasks
 from service.observability import Metrics
 from service.recognition import Recognizer
 from service.registry import Registry, UploadLimits, reconcile
@@ -71,7 +74,7 @@ class Application:
     server: grpc.aio.Server
     port: int
     gateway: GrpcTritonGateway
-    tasks: TaskRunner[RecognitionResult]
+    tasks: TaskRunner[TaskData]
     streams: StreamRunner
     store: Store
     registry: Registry
@@ -82,12 +85,15 @@ class Application:
     metrics_server: Any = None
     triton: EmbeddedTriton | None = None
     lifecycle: CallLifecycle = field(default_factory=CallLifecycle)
+    rest: RestServer | None = None
+    """The v0.7 REST facade, when ``rest_port`` turns it on; ``rest.port`` is its bound port."""
 
     async def stop(self, grace_s: float = 5.0, *, delay_s: float = 0.0) -> None:
         """Drain within ``grace_s`` seconds, Triton included.
 
         Health turns NOT_SERVING at once (``""`` too) while the listener stays open for ``delay_s`` more, so that
-        load balancers see it before connections are refused; then new calls are answered UNAVAILABLE, streams
+        load balancers see it before connections are refused; then new calls are answered UNAVAILABLE (REST: 503),
+        streams
         stop reading and answer the frames they hold, and open calls may finish until a reserve for stopping the
         embedded Triton is left, when those still open are aborted with UNAVAILABLE. Then the tasks, the Triton
         client, the store and the embedded Triton are closed.
@@ -98,14 +104,21 @@ class Application:
         if delay_s > 0:
             await asyncio.sleep(min(delay_s, grace_s))
         self.lifecycle.refuse_new()
+        if self.rest is not None:
+            self.rest.refuse_new()
         self.streams.drain()
         reserve = min(_TRITON_STOP_RESERVE_S, grace_s / 4) if self.triton is not None else 0.0
         calls_deadline = deadline - reserve
         # gRPC's own grace is only a backstop: the calls are ended below, with UNAVAILABLE rather than CANCELLED.
         stopping = asyncio.create_task(self.server.stop(max(0.0, calls_deadline - loop.time()) + 1.0))
-        await self.lifecycle.settle(calls_deadline - loop.time())
+        settling = [self.lifecycle.settle(calls_deadline - loop.time())]
+        if self.rest is not None:
+            settling.append(self.rest.settle(calls_deadline - loop.time()))
+        await asyncio.gather(*settling)
         await self.lifecycle.expire()
         await stopping
+        if self.rest is not None:
+            await self.rest.stop()
         await self.tasks.close()
         # Requests abandoned in Triton (never cancelled, see the gateway) may end first, within the budget.
         await self.gateway.close(timeout_s=max(0.0, min(2.0, deadline - reserve / 2 - loop.time())))
@@ -153,6 +166,18 @@ def _server_options(settings: Settings) -> list[tuple[str, Any]]:
             ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
         ]
     return options
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The REST facade's TLS, from the same files as gRPC's (``_credentials`` checks them first)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_client_ca_file is not None:
+        context.load_verify_locations(settings.tls_client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -216,7 +241,7 @@ async def _start_server(
     provider = _tracer_provider(settings)
     tracer = provider.get_tracer("sightline")
     gateway = GrpcTritonGateway(url, timeout_s=settings.triton_timeout_s, metrics=metrics, tracer=tracer)
-    tasks: TaskRunner[RecognitionResult] = TaskRunner(
+    tasks: TaskRunner[TaskData] = TaskRunner(
         store,
         encode=encode_result,
         decode=decode_result,
@@ -236,17 +261,18 @@ async def _start_server(
         else None
     )
     decode_budget = DecodeBudget(settings.decode_budget_pixels)  # one budget for every decode of the process
+    registry_limits = UploadLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_files=settings.max_upload_files,
+        max_batch_size=settings.model_max_batch_size,
+    )
     registry = Registry(
         catalog,
         store,
         repository,
         gateway,
         tasks,
-        limits=UploadLimits(
-            max_bytes=settings.max_upload_bytes,
-            max_files=settings.max_upload_files,
-            max_batch_size=settings.model_max_batch_size,
-        ),
+        limits=registry_limits,
         load_timeout_s=settings.model_load_timeout_s,
         max_image_pixels=settings.max_image_pixels,
         decode_budget=decode_budget,
@@ -272,13 +298,14 @@ async def _start_server(
             settings.auth,
             settings.host,
         )
+    inference = InferenceTasks(recognizer, registry, tasks)
     lifecycle = CallLifecycle()
     server = grpc.aio.server(
         interceptors=[lifecycle, ObservabilityInterceptor(metrics, tracer), AuthInterceptor(authenticator)],
         options=_server_options(settings),
     )
     recognition_pb2_grpc.add_RecognitionServiceServicer_to_server(
-        RecognitionServicer(registry, recognizer, tasks, streams), server
+        RecognitionServicer(registry, recognizer, inference, streams), server
     )
     networks_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(registry), server)
     tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(tasks), server)
@@ -315,6 +342,29 @@ async def _start_server(
         metrics_port = int(metrics_server.server_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
     log.info("Sightline serves on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
+    rest = None
+    if settings.rest_port >= 0:
+        rest = RestServer(
+            RestRoutes(
+                registry,
+                inference,
+                tasks,
+                max_body_bytes=settings.max_message_bytes,
+                upload_limits=registry_limits,
+                staging_dir=settings.staging_dir,
+            ),
+            authenticator,
+            metrics,
+            tracer,
+            max_body_bytes=settings.max_message_bytes,
+        )
+        try:
+            rest_port = await rest.start(settings.host, settings.rest_port, _ssl_context(settings))
+        except BaseException:
+            await server.stop(None)
+            await monitor.stop()
+            raise
+        log.info("v0.7 REST API on http%s://%s:%d/v0.7/", "s" if credentials else "", settings.host, rest_port)
     return Application(
         server,
         port,
@@ -330,6 +380,7 @@ async def _start_server(
         metrics_server,
         triton,
         lifecycle,
+        rest,
     )
 
 

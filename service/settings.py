@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     port: int = Field(50051, ge=0, le=65535)
     """The gRPC port; 0 picks a free one (tests)."""
 
+    rest_port: int = Field(-1, ge=-1, le=65535)
+    """The port of the v0.7 REST facade (HTTP/1.1 JSON, for clients of the original API), on ``host`` beside gRPC
+    and with the same TLS files; -1 (the default) turns it off, 0 picks a free port (tests)."""
+
     data_dir: Path = Path(".sightline")
     """Writable state: the uploaded-model repository, the embedded Triton's work folder and log."""
 

@@ -6,7 +6,8 @@ created the task. The runner bounds its concurrency (a full queue answers RESOUR
 finished inference tasks kept (the oldest are forgotten first). Tasks belong to an organisation: another one's
 task is not found.
 
-Two kinds: ``inference`` (``Infer``: the data is the recognition result) and ``deployment`` (the deployment of an
+Two kinds: ``inference`` (``Infer``: the data is the recognition result; the REST facade's network inference:
+raw tensors) and ``deployment`` (the deployment of an
 uploaded network: no data, an error says why it failed).
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from postprocess.types import BBox, LabelsResult, Prediction
 from service.domain import RecognitionResult
+from service.domain.results import NamedTensor, TaskData, TensorsResult
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError, SightlineError
 from service.store import TaskRecord
 
@@ -267,8 +269,11 @@ def _prediction_from_json(body: dict[str, Any]) -> Prediction:
     )
 
 
-def encode_result(result: RecognitionResult) -> dict[str, Any]:
-    """A recognition result as JSON-ready data (how a task's data is stored)."""
+def encode_result(result: TaskData) -> dict[str, Any]:
+    """A task's result as JSON-ready data (how it is stored): ``{"outputs": ...}`` for a recognition result,
+    ``{"tensors": [{"name", "shape", "data"}]}`` for raw tensors."""
+    if isinstance(result, TensorsResult):
+        return {"tensors": [{"name": t.name, "shape": list(t.shape), "data": list(t.data)} for t in result.tensors]}
     return {
         "outputs": [
             {
@@ -280,7 +285,11 @@ def encode_result(result: RecognitionResult) -> dict[str, Any]:
     }
 
 
-def decode_result(data: Any) -> RecognitionResult:
+def decode_result(data: Any) -> TaskData:
+    if "tensors" in data:
+        return TensorsResult(
+            tuple(NamedTensor(str(t["name"]), tuple(t["shape"]), tuple(t["data"])) for t in data["tensors"])
+        )
     return RecognitionResult(
         tuple(
             LabelsResult(

@@ -28,6 +28,8 @@ from service.domain import (
     preprocessing_to_v07,
     spec_output_to_v07,
 )
+from service.domain.requests import page_bounds
+from service.domain.results import TaskData, TensorsResult
 from service.errors import InvalidArgumentError
 from service.registry import NetworkDraft, UploadFile
 from service.streams import (
@@ -46,7 +48,6 @@ __all__ = [
     "changes",
     "image_request",
     "network_to_proto",
-    "page",
     "page_bounds",
     "recognize_request",
     "result_to_proto",
@@ -58,8 +59,6 @@ __all__ = [
     "version_body",
     "version_to_proto",
 ]
-
-MAX_PAGE = 1000
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -73,21 +72,6 @@ def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 def _set_stamp(field: timestamp_pb2.Timestamp, value: datetime | None) -> None:
     if (stamp := _timestamp(value)) is not None:
         field.CopyFrom(stamp)
-
-
-def page(offset: int, limit: int) -> slice:
-    """A list page from a request's offset and limit (0 = the default, 100; at most 1000)."""
-    if offset < 0:
-        raise InvalidArgumentError.field("offset", f"must not be negative, got {offset}")
-    if limit < 0 or limit > MAX_PAGE:
-        raise InvalidArgumentError.field("limit", f"must be between 0 and {MAX_PAGE}, got {limit}")
-    return slice(offset, offset + (limit or 100))
-
-
-def page_bounds(offset: int, limit: int) -> tuple[int, int]:
-    """(offset, limit) of a list page, checked as ``page`` does."""
-    bounds = page(offset, limit)
-    return bounds.start, bounds.stop - bounds.start
 
 
 def _json(msg: message.Message, where: str) -> dict[str, Any]:
@@ -326,13 +310,18 @@ def result_to_proto(result: RecognitionResult) -> inference_pb2.RecognitionResul
 _STATUS = {"pending": tasks_pb2.pending, "success": tasks_pb2.success, "error": tasks_pb2.error}
 
 
-def task_to_proto(task: Task[RecognitionResult]) -> tasks_pb2.Task:
+def task_to_proto(task: Task[TaskData]) -> tasks_pb2.Task:
     message = tasks_pb2.Task(id=task.id, status=_STATUS[task.status.value])
     if task.error is not None:
         message.error = task.error
     _set_stamp(message.date_created, task.date_created)
     _set_stamp(message.date_updated, task.date_updated)
-    if task.data is not None:
+    if isinstance(task.data, TensorsResult):
+        for t in task.data.tensors:
+            # Tensor.data is float: a string tensor travels with its name and shape only (REST gives its text).
+            numbers = [] if any(isinstance(v, str) for v in t.data) else [float(v) for v in t.data]
+            message.tensors.add(name=t.name, shape=list(t.shape), data=numbers)
+    elif task.data is not None:
         message.data.CopyFrom(result_to_proto(task.data))
     return message
 

@@ -34,7 +34,7 @@ from service.errors import (
 )
 from service.observability import REQUEST_ID
 
-__all__ = ["STATUS_TABLE", "abort_with", "grpc_errors", "grpc_stream_errors", "to_status"]
+__all__ = ["STATUS_TABLE", "abort_with", "code_for", "grpc_errors", "grpc_stream_errors", "to_status"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ STATUS_TABLE: dict[type[SightlineError], grpc.StatusCode] = {
 }
 
 
-def _code_for(exc: SightlineError) -> grpc.StatusCode:
+def code_for(exc: SightlineError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in STATUS_TABLE:
             return STATUS_TABLE[cls]
@@ -74,7 +74,7 @@ def _pack(message: Any) -> any_pb2.Any:
 
 def to_status(exc: SightlineError) -> status_pb2.Status:
     """The ``google.rpc.Status`` for a domain error."""
-    code = _code_for(exc)
+    code = code_for(exc)
     details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=_request_metadata()))]
     if isinstance(exc, InvalidArgumentError) and exc.violations:
         details.append(

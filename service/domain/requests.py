@@ -1,9 +1,15 @@
 """What a client asks to run, and on what: the target (a specification or a version, as an organisation sees
-it) and one image input with its optional crop. Shared by the transports and the use cases."""
+it), one image input with its optional crop, and the bounds of a list page. Shared by the transports and the
+use cases."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from service.errors import InvalidArgumentError
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +32,12 @@ class ImageRequest:
     bbox: tuple[float, float, float, float] | None = None
     polygon: tuple[tuple[float, float], ...] = ()
     crop_uniform_background: bool = False
+
+
+def page_bounds(offset: int, limit: int) -> tuple[int, int]:
+    """(offset, limit) of a list page from a request's: limit 0 is the default, 100; at most ``MAX_PAGE``."""
+    if offset < 0:
+        raise InvalidArgumentError.field("offset", f"must not be negative, got {offset}")
+    if limit < 0 or limit > MAX_PAGE:
+        raise InvalidArgumentError.field("limit", f"must be between 0 and {MAX_PAGE}, got {limit}")
+    return offset, limit or DEFAULT_PAGE

@@ -24,8 +24,9 @@ removes what a stopped service left half-done (staged uploads, folders without r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy.typing as npt
 
@@ -49,7 +50,35 @@ from service.tasks import TaskRunner
 from service.triton.gateway import TritonGateway
 from service.triton.repository import ModelRepository
 
-__all__ = ["NetworkDraft", "Registry", "UploadFile", "UploadLimits", "check_preprocessing", "reconcile"]
+__all__ = ["NetworkDraft", "Registry", "Scope", "UploadFile", "UploadLimits", "check_preprocessing", "reconcile"]
+
+T = TypeVar("T")
+
+
+class Scope(enum.Enum):
+    """Which resources a list holds: the public ones followed by the organisation's (gRPC), or either alone (the
+    v0.7 REST paths ``/recognition/public/`` and ``/recognition/specs/``)."""
+
+    ALL = "all"
+    PUBLIC = "public"
+    OWN = "own"
+
+
+async def _scoped(
+    scope: Scope,
+    public: Sequence[T],
+    offset: int,
+    limit: int,
+    merged: Callable[[int, int], Awaitable[tuple[int, list[T]]]],
+) -> tuple[int, list[T]]:
+    """A page of ``scope`` from the merged pages (the public items, then the organisation's): the organisation's
+    page at ``offset`` is the merged page at ``len(public) + offset``."""
+    if scope is Scope.PUBLIC:
+        return len(public), list(public[offset : offset + limit])
+    if scope is Scope.OWN:
+        count, items = await merged(len(public) + offset, limit)
+        return count - len(public), items
+    return await merged(offset, limit)
 
 
 class Registry:
@@ -90,8 +119,12 @@ class Registry:
 
     # ---------------------------------------------------------------------------------------------- networks
 
-    async def list_networks(self, org: str, offset: int, limit: int) -> tuple[int, list[Network]]:
-        return await self._networks.page(org, offset, limit)
+    async def list_networks(
+        self, org: str, offset: int, limit: int, scope: Scope = Scope.ALL
+    ) -> tuple[int, list[Network]]:
+        return await _scoped(
+            scope, self._catalog.networks(), offset, limit, lambda o, n: self._networks.page(org, o, n)
+        )
 
     async def get_network(self, org: str, network_id: str) -> Network:
         return await self._networks.get(org, network_id)
@@ -122,8 +155,12 @@ class Registry:
 
     # ------------------------------------------------------------------------------------ specs and versions
 
-    async def list_specs(self, org: str, offset: int, limit: int) -> tuple[int, list[Specification]]:
-        return await self._specs.page(org, offset, limit)
+    async def list_specs(
+        self, org: str, offset: int, limit: int, scope: Scope = Scope.ALL
+    ) -> tuple[int, list[Specification]]:
+        return await _scoped(
+            scope, self._catalog.specifications(), offset, limit, lambda o, n: self._specs.page(org, o, n)
+        )
 
     async def get_spec(self, org: str, spec_id: str) -> Specification:
         return await self._specs.get(org, spec_id)
@@ -139,8 +176,16 @@ class Registry:
     async def delete_spec(self, org: str, spec_id: str) -> None:
         await self._specs.delete(org, spec_id)
 
-    async def list_versions(self, org: str, spec_id: str, offset: int, limit: int) -> tuple[int, list[Version]]:
-        return await self._versions.page(org, spec_id, offset, limit)
+    async def list_versions(
+        self, org: str, spec_id: str, offset: int, limit: int, scope: Scope = Scope.ALL
+    ) -> tuple[int, list[Version]]:
+        """The versions of ``spec_id`` (of every visible specification when empty); ``scope`` applies to the
+        latter only, a specification's versions being all public or all the organisation's."""
+        if spec_id:
+            return await self._versions.page(org, spec_id, offset, limit)
+        return await _scoped(
+            scope, self._catalog.versions(), offset, limit, lambda o, n: self._versions.page(org, "", o, n)
+        )
 
     async def get_version(self, org: str, version_id: str) -> Version:
         return await self._versions.get(org, version_id)

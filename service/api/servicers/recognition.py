@@ -22,11 +22,10 @@ from service.api.converters import (
 )
 from service.api.errors import grpc_errors, grpc_stream_errors
 from service.auth import current_principal
-from service.domain import RecognitionResult
+from service.inference_tasks import InferenceTasks
 from service.recognition import Recognizer
 from service.registry import Registry
 from service.streams import FrameInput, StreamConfig, StreamRunner
-from service.tasks import TaskRunner
 
 __all__ = ["RecognitionServicer"]
 
@@ -38,12 +37,12 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
         self,
         registry: Registry,
         recognizer: Recognizer,
-        tasks: TaskRunner[RecognitionResult],
+        inference: InferenceTasks,
         streams: StreamRunner,
     ) -> None:
         self._registry = registry
         self._recognizer = recognizer
-        self._tasks = tasks
+        self._inference = inference
         self._streams = streams
 
     @grpc_errors
@@ -135,15 +134,9 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
     @grpc_errors
     async def Infer(self, request: inference_pb2.RecognizeRequest, context: Context) -> recognition_pb2.InferResponse:
         target, image, show_discarded, max_predictions = recognize_request(request)
-        organisation = current_principal().organisation
-        target = replace(target, organisation=organisation)
-        # Resolve now so that an unknown spec or version is answered NOT_FOUND, not buried in a task.
-        await self._recognizer.resolve(target)
-        task = await self._tasks.submit(
-            lambda: self._recognizer.recognize(
-                target, image, show_discarded=show_discarded, max_predictions=max_predictions
-            ),
-            organisation=organisation,
+        target = replace(target, organisation=current_principal().organisation)
+        task = await self._inference.recognize(
+            target, image, show_discarded=show_discarded, max_predictions=max_predictions
         )
         return recognition_pb2.InferResponse(task_id=task.id)
 

@@ -8,7 +8,7 @@ from service._proto.sightline.v1 import tasks_pb2, tasks_pb2_grpc
 from service.api.converters import task_to_proto
 from service.api.errors import grpc_errors
 from service.auth import current_principal
-from service.domain import RecognitionResult
+from service.domain.results import TaskData
 from service.tasks import TaskRunner
 
 __all__ = ["TaskServicer"]
@@ -17,7 +17,7 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class TaskServicer(tasks_pb2_grpc.TaskServiceServicer):
-    def __init__(self, tasks: TaskRunner[RecognitionResult]) -> None:
+    def __init__(self, tasks: TaskRunner[TaskData]) -> None:
         self._tasks = tasks
 
     @grpc_errors

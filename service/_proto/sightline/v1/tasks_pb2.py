@@ -24,26 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from service._proto.sightline.v1 import common_pb2 as sightline_dot_v1_dot_common__pb2
 from service._proto.sightline.v1 import inference_pb2 as sightline_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sightline/v1/tasks.proto\x12\x0csightline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csightline/v1/inference.proto\"\xed\x01\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.sightline.v1.TaskStatus\x12\x12\n\x05\x65rror\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x30\n\x0c\x64\x61te_created\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x61te_updated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x1f.sightline.v1.RecognitionResultB\x08\n\x06_error\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"(\n\x14\x42\x61tchGetTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\":\n\x15\x42\x61tchGetTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.sightline.v1.Task*N\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07pending\x10\x01\x12\x0b\n\x07success\x10\x02\x12\t\n\x05\x65rror\x10\x03\x32\xa4\x01\n\x0bTaskService\x12;\n\x07GetTask\x12\x1c.sightline.v1.GetTaskRequest\x1a\x12.sightline.v1.Task\x12X\n\rBatchGetTasks\x12\".sightline.v1.BatchGetTasksRequest\x1a#.sightline.v1.BatchGetTasksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sightline/v1/tasks.proto\x12\x0csightline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19sightline/v1/common.proto\x1a\x1csightline/v1/inference.proto\"\x94\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.sightline.v1.TaskStatus\x12\x12\n\x05\x65rror\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x30\n\x0c\x64\x61te_created\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x61te_updated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x1f.sightline.v1.RecognitionResult\x12%\n\x07tensors\x18\x07 \x03(\x0b\x32\x14.sightline.v1.TensorB\x08\n\x06_error\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"(\n\x14\x42\x61tchGetTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\":\n\x15\x42\x61tchGetTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.sightline.v1.Task*N\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07pending\x10\x01\x12\x0b\n\x07success\x10\x02\x12\t\n\x05\x65rror\x10\x03\x32\xa4\x01\n\x0bTaskService\x12;\n\x07GetTask\x12\x1c.sightline.v1.GetTaskRequest\x1a\x12.sightline.v1.Task\x12X\n\rBatchGetTasks\x12\".sightline.v1.BatchGetTasksRequest\x1a#.sightline.v1.BatchGetTasksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'service._proto.sightline.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=482
-  _globals['_TASKSTATUS']._serialized_end=560
-  _globals['_TASK']._serialized_start=106
-  _globals['_TASK']._serialized_end=343
-  _globals['_GETTASKREQUEST']._serialized_start=345
-  _globals['_GETTASKREQUEST']._serialized_end=378
-  _globals['_BATCHGETTASKSREQUEST']._serialized_start=380
-  _globals['_BATCHGETTASKSREQUEST']._serialized_end=420
-  _globals['_BATCHGETTASKSRESPONSE']._serialized_start=422
-  _globals['_BATCHGETTASKSRESPONSE']._serialized_end=480
-  _globals['_TASKSERVICE']._serialized_start=563
-  _globals['_TASKSERVICE']._serialized_end=727
+  _globals['_TASKSTATUS']._serialized_start=548
+  _globals['_TASKSTATUS']._serialized_end=626
+  _globals['_TASK']._serialized_start=133
+  _globals['_TASK']._serialized_end=409
+  _globals['_GETTASKREQUEST']._serialized_start=411
+  _globals['_GETTASKREQUEST']._serialized_end=444
+  _globals['_BATCHGETTASKSREQUEST']._serialized_start=446
+  _globals['_BATCHGETTASKSREQUEST']._serialized_end=486
+  _globals['_BATCHGETTASKSRESPONSE']._serialized_start=488
+  _globals['_BATCHGETTASKSRESPONSE']._serialized_end=546
+  _globals['_TASKSERVICE']._serialized_start=629
+  _globals['_TASKSERVICE']._serialized_end=793
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,181 @@
+"""The REST facade's HTTP server: aiohttp, on its own port, beside gRPC, over the same use cases.
+
+One middleware does for each request what the gRPC interceptors do for each call: a request id (the client's
+``X-Request-Id`` when usable, else a new one, sent back in ``X-Request-Id`` and in error bodies), a server span
+whose parent is the client's ``traceparent``, one access log line and the request metrics (``method`` is
+``"/v0.7 <HTTP method> <route>"``, ``code`` the HTTP status), the API key (``X-API-KEY``, or
+``Authorization: Bearer``) checked by the same ``Authenticator`` with the rule of the gRPC method the route
+stands for, errors as v0.7 JSON, and the drain: once ``refuse_new`` is called new requests get 503
+SERVER_SHUTTING_DOWN while those under way finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from opentelemetry import trace
+
+from service.api.observability import _usable_request_id
+from service.api.rest.errors import HttpError, error_response
+from service.api.rest.routes import PREFIX, RestRoutes, Route
+from service.auth import PRINCIPAL, Authenticator
+from service.errors import NotFoundError, ResourceExhaustedError, ShuttingDownError
+from service.observability import PROPAGATOR, REQUEST_ID, Metrics
+
+__all__ = ["RestServer"]
+
+log = logging.getLogger("sightline.access")
+
+_MAX_LINE_BYTES = 1024 * 1024
+"""Longest request line: ``batch_wait`` polls ``/tasks/?task_ids=...`` with every pending id, thousands of them."""
+
+
+class RestServer:
+    """The facade's aiohttp application and the site it listens on."""
+
+    def __init__(
+        self,
+        routes: RestRoutes,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+        *,
+        max_body_bytes: int,
+    ) -> None:
+        self._authenticator = authenticator
+        self._metrics = metrics
+        self._tracer = tracer
+        self._refusing = False
+        self._open = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.app = web.Application(
+            middlewares=[self._middleware],
+            client_max_size=max_body_bytes,
+            handler_args={"max_line_size": _MAX_LINE_BYTES, "max_field_size": 64 * 1024},
+        )
+        for route in routes.routes():
+            handler = self._guarded(route)
+            for path in (PREFIX + route.path, PREFIX + route.path + "/"):
+                self.app.router.add_route(route.method, path, handler, name=None)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
+        """Listen on ``host:port`` (0: a free port); the bound port."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(
+                f"could not listen on {host}:{port} for the REST facade ({exc.strerror}): the port is in use or the "
+                "address is not this machine's; set SIGHTLINE_REST_PORT"
+            ) from None
+        server = site._server  # aiohttp keeps the asyncio server there; its socket tells a port 0's number
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.port
+
+    def refuse_new(self) -> None:
+        """From now on new requests are answered 503 SERVER_SHUTTING_DOWN (with ``Connection: close``)."""
+        self._refusing = True
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the requests under way to finish."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), max(0.0, timeout_s))
+        except TimeoutError:
+            log.warning("REST: %d requests still open at the end of the drain", self._open)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -------------------------------------------------------------------------------------------- per request
+
+    def _guarded(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            request["grpc_method"] = route.grpc_method
+            pairs = [("x-api-key", v) for v in request.headers.getall("X-API-KEY", [])]
+            pairs += [("authorization", v) for v in request.headers.getall("Authorization", [])]
+            principal = await self._authenticator.authenticate(pairs)
+            self._authenticator.authorize(principal, route.grpc_method)
+            token = PRINCIPAL.set(principal)
+            try:
+                return await route.handler(request)
+            finally:
+                PRINCIPAL.reset(token)
+
+        return handler
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        request_id = _usable_request_id(request.headers.get("X-Request-Id", "")) or uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        resource = request.match_info.route.resource
+        template = resource.canonical if resource is not None else "unmatched"
+        method = f"/v0.7 {request.method} {template.removeprefix(PREFIX).rstrip('/') or '/'}"
+        span = self._tracer.start_span(
+            method, context=PROPAGATOR.extract(dict(request.headers)), kind=trace.SpanKind.SERVER
+        )
+        span.set_attribute("http.request.method", request.method)
+        span.set_attribute("sightline.request_id", request_id)
+        started = time.perf_counter()
+        self._open += 1
+        self._idle.clear()
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                response = await self._answer(request, handler)
+        finally:
+            self._open -= 1
+            if self._open == 0:
+                self._idle.set()
+            REQUEST_ID.reset(token)
+        response.headers["X-Request-Id"] = request_id
+        seconds = time.perf_counter() - started
+        code = str(response.status)
+        self._metrics.requests.labels(method, code).inc()
+        self._metrics.latency.labels(method, code).observe(seconds)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, code))
+        span.end()
+        log.info("%s %s %.1f ms peer=%s request_id=%s", method, code, seconds * 1e3, request.remote, request_id)
+        return response
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if self._refusing:
+            response = error_response(ShuttingDownError())
+            response.force_close()
+            return response
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own: no such path, a method the path does not take, too big
+            if exc.status == 404:
+                return error_response(NotFoundError("path", request.path))
+            if exc.status == 413:
+                return error_response(ResourceExhaustedError("the body is larger than SIGHTLINE_MAX_MESSAGE_BYTES"))
+            if exc.status == 405:
+                allowed = exc.headers.get("Allow", "")
+                return error_response(
+                    HttpError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here; use {allowed}")
+                )
+            return error_response(HttpError(exc.status, "BAD_REQUEST", exc.reason))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return error_response(exc)
