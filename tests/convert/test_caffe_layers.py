@@ -491,3 +491,49 @@ def test_python_layers_name_their_module() -> None:
     )
     with pytest.raises(UnsupportedLayerError, match=r"'proposal' of type 'Python'.*rpn\.proposal_layer\.ProposalLayer"):
         convert_net(net)
+
+
+@pytest.mark.parametrize(
+    ("net", "message"),
+    [
+        (
+            lambda: (
+                CaffeNet("t")
+                .input("data", [1, 2, 4, 6, 6])
+                .layer(
+                    "conv3d",
+                    "Convolution",
+                    "data",
+                    "out",
+                    [rand(3, 2, 3, 3, 3)],
+                    convolution_param={"num_output": 3, "kernel_size": [3, 3, 3], "bias_term": False},
+                )
+            ),
+            r"'conv3d' of type 'Convolution' is not supported: only 2-D convolutions convert; .* 3 spatial axes",
+        ),
+        (
+            lambda: (
+                CaffeNet("t")
+                .input("data", [1, 2, 4, 6, 6])
+                .layer(
+                    "conv3d",
+                    "Convolution",
+                    "data",
+                    "out",
+                    [rand(3, 2, 3, 3, 3)],
+                    convolution_param={"num_output": 3, "kernel_size": [3], "bias_term": False},
+                )
+            ),
+            r"'conv3d' of type 'Convolution' is not supported: .*5 axes \(3-D\)",
+        ),
+        (
+            lambda: conv(axis=2),
+            r"'conv' of type 'Convolution' is not supported: only convolutions over axis 1 .* not axis 2",
+        ),
+    ],
+)
+def test_convolutions_other_than_2d_nchw_are_unsupported_layers(net: Callable[[], CaffeNet], message: str) -> None:
+    """3-D convolutions and `axis` other than 1 are UNSUPPORTED_LAYER, as docs/convert.md says (#17 point 6)."""
+    with pytest.raises(UnsupportedLayerError, match=message) as caught:
+        convert_net(net())
+    assert caught.value.reason == "UNSUPPORTED_LAYER"

@@ -79,6 +79,10 @@ def _opt(message: Message, field: str) -> int | None:
 def _image(ctx: Context, layer: Layer, shape: Shape) -> tuple[int, int, int]:
     """C, H, W of an NCHW blob with the batch first (what convolutions and pooling need)."""
     where = ctx.where(layer)
+    if shape.rank == 5 and layer.type in ("Convolution", "Deconvolution", "Pooling"):
+        raise UnsupportedLayerError(
+            layer.name, layer.type, "only 2-D operations on (N, C, H, W) blobs convert; this blob has 5 axes (3-D)"
+        )
     ensure(shape.rank == 4, where, f"expects a 4-D (N, C, H, W) blob, got {shape.rank} axes")
     ensure(shape.batch_axis == 0 and shape.dims[0] == 1, where, "expects the batch on the first axis")
     return shape.dims[1], shape.dims[2], shape.dims[3]
@@ -105,7 +109,17 @@ def _memory_data(ctx: Context, layer: Layer) -> None:
 
 def _conv_geometry(layer: Layer, p: caffe_pb2.ConvolutionParameter) -> dict[str, tuple[int, int]]:
     where = Context.where(layer)
-    ensure(p.axis in (1, -3), where, "only axis 1 (NCHW) is supported")
+    # Not a fault of the file: layers ONNX could express but this converter does not (docs/convert.md, "What is
+    # refused"), so UNSUPPORTED_LAYER, like any other layer without a translation.
+    if p.axis not in (1, -3):
+        raise UnsupportedLayerError(
+            layer.name, layer.type, f"only convolutions over axis 1 (NCHW blobs) convert, not axis {p.axis}"
+        )
+    spatial = max(len(p.kernel_size), len(p.pad), len(p.stride), len(p.dilation))
+    if spatial > 2:
+        raise UnsupportedLayerError(
+            layer.name, layer.type, f"only 2-D convolutions convert; this one has {spatial} spatial axes"
+        )
     kernel = _pair(list(p.kernel_size), _opt(p, "kernel_h"), _opt(p, "kernel_w"), 0, "kernel", where)
     ensure(min(kernel) > 0, where, "needs a kernel size")
     pad = _pair(list(p.pad), _opt(p, "pad_h"), _opt(p, "pad_w"), 0, "pad", where)
