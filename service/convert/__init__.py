@@ -1,12 +1,12 @@
-"""Uploaded networks → models Triton serves: Caffe and TensorFlow networks converted to ONNX, ONNX passed through.
+"""Uploaded Caffe and TensorFlow networks → ONNX models Triton serves (an ONNX upload needs no conversion).
 
 The registry calls one function::
 
     result = convert_to_onnx(network.framework, {"deploy.prototxt": path, ...}, workdir, options)
     (model_dir / "1" / "model.onnx").write_bytes(result.onnx_model)
-    (model_dir / "config.pbtxt").write_text(onnx_config(model_name, result))
 
-and resolves the tensor names of a preprocessing or post-processing with ``result.served_name(name)``.
+then reads the graph's signature and writes ``config.pbtxt`` as for an ONNX upload (``service.triton.repository``,
+the one writer), and resolves the tensor names of a preprocessing or post-processing with ``result.tensor_names``.
 Supported layers and ops, and what is refused: ``docs/convert.md``.
 """
 
@@ -19,10 +19,8 @@ from pathlib import Path
 
 from service.convert.caffe import convert_caffe
 from service.convert.errors import ConversionError, ConverterUnavailableError, UnsupportedLayerError
-from service.convert.onnx_model import first_dim_free, load_model, tensor_infos
-from service.convert.result import ConversionResult, NativeModel, TensorInfo
+from service.convert.result import ConversionResult
 from service.convert.tensorflow import convert_tensorflow
-from service.convert.triton import native_config, onnx_config
 from service.errors import InvalidArgumentError
 
 __all__ = [
@@ -31,13 +29,9 @@ __all__ = [
     "ConversionResult",
     "ConverterOptions",
     "ConverterUnavailableError",
-    "NativeModel",
-    "TensorInfo",
     "UnsupportedLayerError",
     "canonical_framework",
     "convert_to_onnx",
-    "native_config",
-    "onnx_config",
 ]
 
 FRAMEWORKS: Mapping[str, str] = {
@@ -80,35 +74,13 @@ def _caffe(framework: str, files: Mapping[str, Path], outputs: Sequence[str]) ->
     prototxt = _need(files, "deploy.prototxt", framework)
     caffemodel = _need(files, "snapshot.caffemodel", framework)
     model = convert_caffe(prototxt.read_bytes(), caffemodel.read_bytes(), outputs=outputs or None)
-    onnx_model = model.model
     sources = {name: blob for name, blob, _ in [*model.inputs, *model.outputs]}
     return ConversionResult(
         framework=framework,
-        onnx_model=onnx_model.SerializeToString(),
-        inputs=tensor_infos(list(onnx_model.graph.input), sources, model.batched),
-        outputs=tensor_infos(list(onnx_model.graph.output), sources, model.batched),
-        batched=model.batched,
+        onnx_model=model.model.SerializeToString(),
         tensor_names={blob: name for name, blob in sources.items()},
+        sources=sources,
         notes=model.notes,
-    )
-
-
-def _onnx(framework: str, files: Mapping[str, Path]) -> ConversionResult:
-    path = _need(files, "model.onnx", framework)
-    data = path.read_bytes()
-    model = load_model(data, path.name)
-    graph = model.graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    batched = first_dim_free([*inputs, *graph.output])
-    names = {v.name: v.name for v in [*inputs, *graph.output]}
-    return ConversionResult(
-        framework=framework,
-        onnx_model=data,
-        inputs=tensor_infos(inputs, names, batched),
-        outputs=tensor_infos(list(graph.output), names, batched),
-        batched=batched,
-        tensor_names=names,
     )
 
 
@@ -122,15 +94,16 @@ def convert_to_onnx(
     output_names: Sequence[str] = (),
     cancel: threading.Event | None = None,
 ) -> ConversionResult:
-    """Convert an uploaded network to an ONNX model for Triton.
+    """Convert an uploaded Caffe or TensorFlow network to an ONNX model for Triton.
 
-    ``framework``: ``nv-caffe-0.x-mod`` / ``caffe``, ``tensorflow-1.x`` / ``tensorflow-2.x``, or ``onnx``.
+    ``framework``: ``nv-caffe-0.x-mod`` / ``caffe`` or ``tensorflow-1.x`` / ``tensorflow-2.x`` (an ``onnx``
+    network is served as uploaded: asking to convert one is a ValueError, a caller's mistake).
     ``files``: the uploaded files by file name (``deploy.prototxt`` + ``snapshot.caffemodel``; ``saved_model.pb``
-    or ``.pbtxt`` + ``variables.index`` + ``variables.data-00000-of-00001``; ``model.onnx``); other files (means)
-    are ignored. ``workdir``: a private scratch folder (TensorFlow's SavedModel layout is rebuilt there, and its
-    native model's files stay there). ``input_names`` / ``output_names`` (optional): tensors to expose, by their
-    names in the uploaded network; by default the network's own (Caffe: blobs no layer consumes; TensorFlow: the
-    serving signature, or a frozen graph's placeholders and sinks). ``cancel``: an event another thread sets to
+    or ``.pbtxt`` + ``variables.index`` + ``variables.data-00000-of-00001``); other files (means) are ignored.
+    ``workdir``: a private scratch folder (TensorFlow's SavedModel layout is rebuilt there).
+    ``input_names`` / ``output_names`` (optional): tensors to expose, by their names in the uploaded network; by
+    default the network's own (Caffe: blobs no layer consumes; TensorFlow: the serving signature, or a frozen
+    graph's placeholders and sinks). ``cancel``: an event another thread sets to
     stop a TensorFlow conversion (its process is killed within 0.2 s; the call then raises ConversionError).
 
     Raises InvalidArgumentError (ConversionError, UnsupportedLayerError) for a network that cannot be converted,
@@ -152,4 +125,4 @@ def convert_to_onnx(
             timeout_s=options.tf_timeout_s,
             cancel=cancel,
         )
-    return _onnx(framework, files)
+    raise ValueError(f"{framework} networks are served as uploaded: there is nothing to convert")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,10 +12,17 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from service.catalog import Catalog
 from service.convert.caffe import CaffeModel, convert_caffe
+from service.domain import parse_preprocessing
+from service.preprocess import build_inputs, decode_image
+from service.settings import BUNDLED_REPOSITORY
+from service.triton.repository import inspect_onnx
+from service.triton.tensors import Signature
 from tools.fixtures.caffe_nets import CaffeNet
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 RTOL = 1e-4
 
 Array = npt.NDArray[np.float32]
@@ -33,6 +41,15 @@ def run_onnx(model: bytes, feeds: Mapping[str, npt.NDArray[np.generic]], outputs
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     return [np.asarray(v) for v in session.run(list(outputs), dict(feeds))]
+
+
+def served_signature(model: bytes, max_batch_size: int = 16) -> Signature:
+    """What Triton is told a converted model takes and gives: its graph read by the repository's one reader, as
+    the registry reads it before writing ``config.pbtxt``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(model)
+        return inspect_onnx(path, max_batch_size=max_batch_size)
 
 
 def opencv_forward(net: CaffeNet | tuple[Path, Path], feeds: Mapping[str, Array], blobs: Sequence[str]) -> list[Array]:
@@ -89,3 +106,36 @@ def compare_with_opencv(
     for name, g, r in zip(names, got, ref, strict=True):
         assert_close(g, r[crop[name]] if crop and name in crop else r, name)
     return converted
+
+
+def real_images() -> list[npt.NDArray[np.uint8]]:
+    """Sample photos of the repository and drawn scenes: flat colours, a gradient, a two-colour split."""
+    images = [decode_image((SAMPLES / n).read_bytes(), max_pixels=10**8) for n in ("red.png", "blue-sky.jpg")]
+    for color in [(250, 250, 40), (20, 200, 30), (10, 10, 10)]:
+        images.append(np.full((48, 80, 3), color, np.uint8))
+    ramp = np.linspace(0, 255, 90, dtype=np.float32)
+    images.append(
+        np.stack([np.tile(ramp, (60, 1)), np.tile(ramp[::-1], (60, 1)), np.full((60, 90), 128.0)], -1).astype(np.uint8)
+    )
+    split = np.zeros((64, 64, 3), np.uint8)
+    split[:, :40] = (255, 255, 255)
+    split[:, 40:] = (0, 0, 230)
+    images.append(split)
+    return images
+
+
+def colors_inputs(
+    manifest: str, means: dict[str, npt.NDArray[np.float32]]
+) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.generic]]:
+    """The Caffe colors' and the ONNX original's inputs for the real images, preprocessed by the service."""
+    mine = parse_preprocessing(
+        json.loads((FIXTURES / manifest / "network.json").read_text())["network"]["preprocessing"]
+    )
+    deployment = Catalog.load(BUNDLED_REPOSITORY).for_version("colors-v1.1")
+    ours, theirs = [], []
+    for image in real_images():
+        ours.append(next(iter(build_inputs(image, mine, means).tensors.values())))
+        theirs.append(
+            next(iter(build_inputs(image, deployment.network.preprocessing, deployment.means).tensors.values()))
+        )
+    return np.stack(ours), np.stack(theirs)

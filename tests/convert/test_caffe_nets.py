@@ -4,49 +4,37 @@ on real images, the legacy V1 format, TEST-phase filtering, batching, and the er
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from PIL import Image
 
 from service.catalog import Catalog
 from service.convert.caffe import caffe_pb2, convert_caffe
 from service.convert.errors import ConversionError
-from service.domain import parse_preprocessing
 from service.meanfile import load_mean
 from service.preprocess import build_inputs, decode_image
 from service.settings import BUNDLED_REPOSITORY
-from tests.convert.helpers import FIXTURES, assert_close, convert_net, opencv_forward, run_onnx
+from tests.convert.helpers import (
+    FIXTURES,
+    assert_close,
+    colors_inputs,
+    convert_net,
+    opencv_forward,
+    real_images,
+    run_onnx,
+)
 from tools.fixtures import caffe_fixtures
 from tools.fixtures.caffe_nets import CaffeNet, blob_proto
 from tools.fixtures.shapes_caffe import shapes_classifier
 from zoo.scenes import classification_scene
 
 CAFFE = FIXTURES / "caffe"
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def load(name: str) -> tuple[bytes, bytes]:
     return (CAFFE / name / "deploy.prototxt").read_bytes(), (CAFFE / name / "snapshot.caffemodel").read_bytes()
-
-
-def real_images() -> list[npt.NDArray[np.uint8]]:
-    """Sample photos of the repository and drawn scenes: flat colours, a gradient, a two-colour split."""
-    images = [decode_image((SAMPLES / n).read_bytes(), max_pixels=10**8) for n in ("red.png", "blue-sky.jpg")]
-    for color in [(250, 250, 40), (20, 200, 30), (10, 10, 10)]:
-        images.append(np.full((48, 80, 3), color, np.uint8))
-    ramp = np.linspace(0, 255, 90, dtype=np.float32)
-    images.append(
-        np.stack([np.tile(ramp, (60, 1)), np.tile(ramp[::-1], (60, 1)), np.full((60, 90), 128.0)], -1).astype(np.uint8)
-    )
-    split = np.zeros((64, 64, 3), np.uint8)
-    split[:, :40] = (255, 255, 255)
-    split[:, 40:] = (0, 0, 230)
-    images.append(split)
-    return images
 
 
 @pytest.mark.parametrize("name", ["colors", "classifier", "detector"])
@@ -68,23 +56,6 @@ def test_fixture_nets_match_opencv_on_random_inputs(name: str) -> None:
 def test_classifier_fixture_exercises_many_layers() -> None:
     types = {layer.type for layer in caffe_pb2.NetParameter.FromString(load("classifier")[1]).layer}
     assert {"Convolution", "Deconvolution", "BatchNorm", "Scale", "LRN", "PReLU", "Eltwise", "Concat"} <= types
-
-
-def colors_inputs(
-    manifest: str, means: dict[str, npt.NDArray[np.float32]]
-) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.generic]]:
-    """The Caffe colors' and the ONNX original's inputs for the real images, preprocessed by the service."""
-    mine = parse_preprocessing(
-        json.loads((FIXTURES / manifest / "network.json").read_text())["network"]["preprocessing"]
-    )
-    deployment = Catalog.load(BUNDLED_REPOSITORY).for_version("colors-v1.1")
-    ours, theirs = [], []
-    for image in real_images():
-        ours.append(next(iter(build_inputs(image, mine, means).tensors.values())))
-        theirs.append(
-            next(iter(build_inputs(image, deployment.network.preprocessing, deployment.means).tensors.values()))
-        )
-    return np.stack(ours), np.stack(theirs)
 
 
 def test_caffe_colors_answers_like_the_bundled_onnx_original_on_real_images() -> None:

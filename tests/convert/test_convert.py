@@ -1,5 +1,5 @@
-"""The registry's entry point: frameworks, files, ONNX pass-through, Triton configs, and TensorFlow without its
-environment (no TensorFlow needed here)."""
+"""The registry's entry point: frameworks, files, what a converted network's config says, and TensorFlow without
+its environment (no TensorFlow needed here)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,13 @@ from service.convert import (
     ConverterUnavailableError,
     canonical_framework,
     convert_to_onnx,
-    native_config,
-    onnx_config,
 )
 from service.convert.onnx_model import rename_tensors
-from service.convert.result import NativeModel, TensorInfo
 from service.convert.tensorflow import ENABLE_HINT, detect_format
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.settings import BUNDLED_REPOSITORY
-from tests.convert.helpers import FIXTURES, run_onnx
+from service.triton.repository import config_pbtxt
+from tests.convert.helpers import FIXTURES, run_onnx, served_signature
 
 CAFFE_COLORS = FIXTURES / "caffe" / "colors"
 TF = FIXTURES / "tensorflow"
@@ -43,22 +41,20 @@ def caffe_files(name: str = "colors") -> dict[str, Path]:
 def test_caffe_uploads_convert(framework: str, tmp_path: Path) -> None:
     result = convert_to_onnx(framework, caffe_files(), tmp_path)
     assert result.framework == framework
-    assert result.batched
-    assert [(t.name, t.source_name, t.data_type, t.dims) for t in result.inputs] == [
-        ("data", "data", "TYPE_FP32", (3, 64, 64))
-    ]
-    assert [(t.name, t.dims) for t in result.outputs] == [("share", (6,))]
+    assert result.sources == {"data": "data", "share": "share"}
     assert result.served_name("share") == "share"
+    signature = served_signature(result.onnx_model)
+    assert signature.max_batch_size == 16
+    assert [(t.name, t.dtype, t.dims) for t in signature.inputs] == [("data", "FP32", (-1, 3, 64, 64))]
+    assert [(t.name, t.dims) for t in signature.outputs] == [("share", (-1, 6))]
     x = np.zeros((1, 3, 64, 64), np.float32)
     assert run_onnx(result.onnx_model, {"data": x}, ["share"])[0].shape == (1, 6)
 
 
-def test_onnx_passes_through(tmp_path: Path) -> None:
+def test_an_onnx_network_is_not_converted(tmp_path: Path) -> None:
     path = BUNDLED_REPOSITORY / "colors" / "1" / "model.onnx"
-    result = convert_to_onnx("onnx", {"model.onnx": path}, tmp_path)
-    assert result.onnx_model == path.read_bytes()
-    assert result.batched
-    assert [(t.name, t.dims) for t in result.inputs] == [("data", (3, 64, 64))]
+    with pytest.raises(ValueError, match="served as uploaded"):
+        convert_to_onnx("onnx", {"model.onnx": path}, tmp_path)
 
 
 def test_frameworks_of_the_contract_and_their_aliases() -> None:
@@ -74,12 +70,6 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
         convert_to_onnx("nv-caffe-0.x-mod", files, tmp_path)
     with pytest.raises(ConversionError, match=r"needs saved_model\.pb"):
         convert_to_onnx("tensorflow-1.x", {}, tmp_path, ConverterOptions(tf_python=Path(sys.executable)))
-
-
-def test_a_broken_onnx_upload_is_invalid(tmp_path: Path) -> None:
-    (tmp_path / "model.onnx").write_bytes(b"not a model")
-    with pytest.raises(ConversionError, match=r"model\.onnx"):
-        convert_to_onnx("onnx", {"model.onnx": tmp_path / "model.onnx"}, tmp_path)
 
 
 def test_tensorflow_without_its_environment_is_a_failed_precondition(tmp_path: Path) -> None:
@@ -125,24 +115,12 @@ def test_tensor_renaming_rewrites_every_use() -> None:
         rename_tensors(model, {"z:0": "y"})
 
 
-def test_triton_configs() -> None:
-    info = [TensorInfo("image_tensor", "image_tensor:0", "TYPE_UINT8", (-1, -1, 3))]
-    outs = [TensorInfo("num_detections", "num_detections:0", "TYPE_FP32", ())]
-    native = NativeModel(
-        "tensorflow_graphdef", {"model.graphdef": Path("frozen.pb")}, tuple(info), tuple(outs), True, {}
-    )
-    text = native_config("detector", native)
-    assert 'platform: "tensorflow_graphdef"' in text
-    assert "max_batch_size: 16" in text
-    assert "dims: [ -1, -1, 3 ]" in text
-    assert "dims: [ 1 ]\n    reshape: { shape: [ ] }" in text
-
-
-def test_onnx_config_of_a_caffe_upload(tmp_path: Path) -> None:
+def test_the_config_of_a_caffe_upload_is_the_one_writers(tmp_path: Path) -> None:
     result = convert_to_onnx("caffe", caffe_files(), tmp_path)
-    text = onnx_config("colors-caffe", result, max_batch_size=8)
-    assert text.startswith('name: "colors-caffe"\nbackend: "onnxruntime"\nmax_batch_size: 8\n')
-    assert 'name: "data"\n    data_type: TYPE_FP32\n    dims: [ 3, 64, 64 ]' in text
+    text = config_pbtxt(served_signature(result.onnx_model, max_batch_size=8))
+    assert text.startswith('backend: "onnxruntime"\nmax_batch_size: 8\n')
+    assert 'name: "data" data_type: TYPE_FP32 dims: [ 3, 64, 64 ]' in text
+    assert 'name: "share" data_type: TYPE_FP32 dims: [ 6 ]' in text
 
 
 def test_unknown_tensor_names_are_invalid(tmp_path: Path) -> None:

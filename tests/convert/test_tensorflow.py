@@ -22,15 +22,13 @@ from service.convert import (
     ConverterOptions,
     UnsupportedLayerError,
     convert_to_onnx,
-    native_config,
 )
 from service.convert.tensorflow import default_python
 from service.domain import parse_preprocessing
 from service.meanfile import load_mean
 from service.preprocess import build_inputs
 from service.settings import BUNDLED_REPOSITORY
-from tests.convert.helpers import FIXTURES, assert_close, run_onnx
-from tests.convert.test_caffe_nets import colors_inputs, real_images
+from tests.convert.helpers import FIXTURES, assert_close, colors_inputs, real_images, run_onnx, served_signature
 
 pytestmark = pytest.mark.tf
 
@@ -89,12 +87,13 @@ def tensorflow_run(
 def random_feeds(result: ConversionResult, batch: int, seed: int) -> dict[str, npt.NDArray[np.generic]]:
     rng = np.random.default_rng(seed)
     feeds: dict[str, npt.NDArray[np.generic]] = {}
-    for t in result.inputs:
-        dims = tuple(d if d > 0 else 37 + 4 * i for i, d in enumerate(t.dims))
-        if t.data_type == "TYPE_UINT8":
-            feeds[t.source_name] = rng.integers(0, 256, (batch, *dims)).astype(np.uint8)
+    signature = served_signature(result.onnx_model)
+    for t in signature.inputs:
+        dims = tuple(d if d > 0 else 37 + 4 * i for i, d in enumerate(signature.sample_dims(t)))
+        if t.dtype == "UINT8":
+            feeds[result.sources[t.name]] = rng.integers(0, 256, (batch, *dims)).astype(np.uint8)
         else:
-            feeds[t.source_name] = rng.standard_normal((batch, *dims)).astype(np.float32)
+            feeds[result.sources[t.name]] = rng.standard_normal((batch, *dims)).astype(np.float32)
     return feeds
 
 
@@ -113,12 +112,13 @@ def test_tensorflow_1_graphs_match_tensorflow_on_random_inputs(
     converted: Convert, relative: str, tmp_path: Path
 ) -> None:
     result = converted(relative)
-    assert result.batched
+    signature = served_signature(result.onnx_model)
+    assert signature.batched
     feeds = random_feeds(result, 3, seed=len(relative))
     onnx_feeds = {result.served_name(name): value for name, value in feeds.items()}
-    names = [t.source_name for t in result.outputs]
+    names = [result.sources[name] for name in signature.output_names]
     assert all(name.endswith(":0") for name in [*feeds, *names])
-    got = run_onnx(result.onnx_model, onnx_feeds, [t.name for t in result.outputs])
+    got = run_onnx(result.onnx_model, onnx_feeds, list(signature.output_names))
     ref = tensorflow_run(TF / relative, feeds, names, tmp_path)
     for name, g, r in zip(names, got, ref, strict=True):
         assert_close(g, r, name)
@@ -126,8 +126,9 @@ def test_tensorflow_1_graphs_match_tensorflow_on_random_inputs(
 
 def test_tensorflow_2_saved_model_matches_tensorflow(converted: Convert, tmp_path: Path) -> None:
     result = converted("tf2-tagger/saved_model")
-    assert [(t.name, t.dims) for t in result.inputs] == [("pixels", (24, 24, 3))]
-    assert [(t.name, t.dims) for t in result.outputs] == [("scores", (4,))]
+    signature = served_signature(result.onnx_model)
+    assert [(t.name, signature.sample_dims(t)) for t in signature.inputs] == [("pixels", (24, 24, 3))]
+    assert [(t.name, signature.sample_dims(t)) for t in signature.outputs] == [("scores", (4,))]
     x = np.random.default_rng(2).standard_normal((2, 24, 24, 3)).astype(np.float32)
     got = run_onnx(result.onnx_model, {result.served_name("pixels:0"): x}, [result.served_name("scores")])[0]
     ref = tensorflow_run(TF / "tf2-tagger" / "saved_model", {"pixels": x}, ["scores"], tmp_path)[0]
@@ -140,9 +141,10 @@ def test_v07_names_with_and_without_the_suffix_and_signature_keys_resolve(conver
         assert result.served_name(name) == "image_tensor"
     for name in ("detection_boxes:0", "detection_boxes"):
         assert result.served_name(name) == "detection_boxes"
-    assert [t.source_name for t in result.inputs] == ["image_tensor:0"]
-    assert result.inputs[0].data_type == "TYPE_UINT8"
-    assert result.inputs[0].dims == (-1, -1, 3)
+    signature = served_signature(result.onnx_model)
+    assert [result.sources[t.name] for t in signature.inputs] == ["image_tensor:0"]
+    assert signature.inputs[0].dtype == "UINT8"
+    assert signature.sample_dims(signature.inputs[0]) == (-1, -1, 3)
 
 
 def test_tensorflow_colors_answers_like_the_bundled_onnx_original_on_real_images(
@@ -196,26 +198,9 @@ def test_tensorflow_detector_finds_the_boxes_of_its_onnx_original(converted: Con
         assert_close(g, r, name)
 
 
-def test_native_models_for_gpu_tritons(converted: Convert) -> None:
-    saved = converted("detector/saved_model").native
-    assert saved is not None
-    assert saved.platform == "tensorflow_savedmodel"
-    assert {"model.savedmodel/saved_model.pb", "model.savedmodel/variables/variables.index"} <= set(saved.files)
-    assert [t.name for t in saved.inputs] == ["inputs"]
-    assert saved.tensor_names["image_tensor:0"] == "inputs"
-    text = native_config("detector", saved)
-    assert 'platform: "tensorflow_savedmodel"' in text
-    assert 'name: "detection_boxes"' in text
-    frozen = converted("detector/frozen.pb").native
-    assert frozen is not None
-    assert frozen.platform == "tensorflow_graphdef"
-    assert [t.name for t in frozen.inputs] == ["image_tensor"]
-    assert list(frozen.files) == ["model.graphdef"]
-
-
 def test_chosen_outputs_of_a_frozen_graph(converted: Convert) -> None:
     result = converted("detector/frozen.pb", ("detection_boxes:0",))
-    assert [t.name for t in result.outputs] == ["detection_boxes"]
+    assert served_signature(result.onnx_model).output_names == ("detection_boxes",)
 
 
 def test_a_missing_tensor_is_the_uploaders_error(tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ TensorFlow upload fails with FAILED_PRECONDITION and a message saying how to ena
 Names: ONNX tensors are named like Triton's TensorFlow GraphDef backend names them (``image_tensor`` for the graph
 tensor ``image_tensor:0``), or by signature key for an object-based (TensorFlow 2.x) SavedModel. The result's
 ``tensor_names`` accepts the graph name with and without ``:0`` and the signature keys, so the v0.7 names of a
-preprocessing or post-processing keep working. The same upload also yields a ``NativeModel`` for GPU Tritons
-that serve TensorFlow natively (``tensorflow_savedmodel`` / ``tensorflow_graphdef``).
+preprocessing or post-processing keep working.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from service.convert.errors import ConversionError, ConverterUnavailableError, UnsupportedLayerError
-from service.convert.onnx_model import load_model, rename_tensors, tensor_infos, triton_type
-from service.convert.result import ConversionResult, NativeModel, TensorInfo
+from service.convert.onnx_model import load_model, rename_tensors
+from service.convert.result import ConversionResult
 
 __all__ = ["ENABLE_HINT", "WORKER", "convert_tensorflow", "detect_format"]
 
@@ -181,38 +180,6 @@ def _names(entries: Sequence[Mapping[str, Any]], served: Mapping[str, str]) -> d
     return names
 
 
-def _native(meta: Mapping[str, Any], model: Path, batched: bool) -> NativeModel:
-    kind = meta["kind"]
-    entries = [*meta["inputs"], *meta["outputs"]]
-    if kind == "graphdef":
-        platform = "tensorflow_graphdef"
-        files = {"model.graphdef": model}
-        served = {e["tensor"]: _served_name(e, kind) for e in entries}
-    else:
-        platform = "tensorflow_savedmodel"
-        files = {f"model.savedmodel/{p.relative_to(model)}": p for p in sorted(model.rglob("*")) if p.is_file()}
-        # Triton's SavedModel backend names tensors by signature key.
-        served = {e["tensor"]: (e["aliases"][0] if e["aliases"] else _served_name(e, kind)) for e in entries}
-
-    def infos(group: Sequence[Mapping[str, Any]]) -> tuple[TensorInfo, ...]:
-        out = []
-        for e in group:
-            shape = tuple(e["shape"] or ())
-            out.append(
-                TensorInfo(served[e["tensor"]], e["tensor"], triton_type(e["dtype"]), shape[1:] if batched else shape)
-            )
-        return tuple(out)
-
-    return NativeModel(
-        platform=platform,
-        files=files,
-        inputs=infos(meta["inputs"]),
-        outputs=infos(meta["outputs"]),
-        batched=batched,
-        tensor_names=_names(entries, served),
-    )
-
-
 def convert_tensorflow(
     files: Mapping[str, Path],
     workdir: Path,
@@ -254,12 +221,9 @@ def convert_tensorflow(
     return ConversionResult(
         framework=framework,
         onnx_model=model.SerializeToString(),
-        inputs=tensor_infos(list(model.graph.input), sources, batched),
-        outputs=tensor_infos(list(model.graph.output), sources, batched),
-        batched=batched,
         tensor_names=_names(entries, {e["tensor"]: served[e["onnx"]] for e in entries}),
+        sources=sources,
         notes=tuple(notes),
-        native=_native(meta, model_path, batched),
     )
 
 
