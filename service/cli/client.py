@@ -1,13 +1,13 @@
-"""The ``sightline`` command: serve, list the public models, recognise an image, manage API keys."""
+"""The ``sightline`` command's client side: list the public models, recognise an image, stream a video, check
+health. Each command talks to a running server over ``service.client``'s channel (TLS from ``SIGHTLINE_CLIENT_*``)
+and imports nothing of the server."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,14 @@ from google.protobuf import json_format
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
 from service.client import channel as client
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_SERVER", "add_commands", "recognize_once", "to_json"]
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 _SHOWN_LABELS = 12
 """Labels listed per output by ``sightline models`` (an ImageNet classifier has 1000)."""
 
 
-def _to_json(message: Any) -> dict[str, Any]:
+def to_json(message: Any) -> dict[str, Any]:
     # Empty lists ("discarded": []) are part of the v0.7 shape, so fields without presence are printed too.
     result: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -33,7 +33,10 @@ def _to_json(message: Any) -> dict[str, Any]:
     return result
 
 
-async def _recognize(server: str, spec: str, image: Path, *, show_discarded: bool, max_predictions: int | None) -> Any:
+async def recognize_once(
+    server: str, spec: str, image: Path, *, show_discarded: bool, max_predictions: int | None
+) -> Any:
+    """One Recognize call with an image file's bytes; the RecognitionResult."""
     content = await asyncio.to_thread(image.read_bytes)
     request = inference_pb2.RecognizeRequest(
         spec_id=spec,
@@ -65,7 +68,7 @@ def _print_result(result: inference_pb2.RecognitionResult, spec: str) -> None:
 def cmd_recognize(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(
-            _recognize(
+            recognize_once(
                 args.server,
                 args.spec,
                 args.image,
@@ -80,7 +83,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(_to_json(result), indent=2))
+        print(json.dumps(to_json(result), indent=2))
     else:
         _print_result(result, args.spec)
     if args.draw is not None:
@@ -115,7 +118,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([_to_json(s) for s in specs], indent=2))
+        print(json.dumps([to_json(s) for s in specs], indent=2))
         return 0
     width = max((len(spec.id) for spec in specs), default=0)
     for spec in specs:
@@ -130,46 +133,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             if len(labels.labels) > _SHOWN_LABELS:
                 names += f", ... ({len(labels.labels)} labels)"
             print(f"{spec.id:<{width}}  {kind:<15} {names}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from service.logs import configure_logging
-    from service.server import serve
-    from service.settings import Settings
-
-    overrides: dict[str, Any] = {}
-    if args.port is not None:
-        overrides["port"] = args.port
-    if args.host is not None:
-        overrides["host"] = args.host
-    settings = Settings(**overrides)
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-
-    async def main() -> None:
-        ready = asyncio.Event()
-        started = time.monotonic()
-        server = asyncio.create_task(serve(settings, on_ready=ready))
-        ready_wait = asyncio.create_task(ready.wait())
-        await asyncio.wait({server, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set() and args.demo is not None:
-            address = f"127.0.0.1:{settings.port}"
-            result = await _recognize(address, args.demo_spec, args.demo, show_discarded=False, max_predictions=5)
-            print(f"\nready in {time.monotonic() - started:.1f} s; demo: {args.demo} on {args.demo_spec}:", flush=True)
-            print(json.dumps(_to_json(result), indent=2), flush=True)
-            print(
-                f"\nTry: sightline recognize --spec {args.demo_spec} {args.demo} --json   (Ctrl-C stops the server)",
-                flush=True,
-            )
-        ready_wait.cancel()
-        await server
-
-    try:
-        asyncio.run(main())
-    finally:
-        # The drain is over and asyncio has put the default handlers back: a repeated SIGTERM (a supervisor
-        # insisting) must not turn a clean exit into death by signal in the last milliseconds of teardown.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 
@@ -222,51 +185,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-async def _keys(args: argparse.Namespace) -> int:
-    from service.auth import KeyKind, create_key, revoke_key
-    from service.errors import SightlineError
-    from service.settings import Settings
-    from service.store import open_store
-
-    settings = Settings()
-    store = await open_store(settings.database_url, settings.data_dir, pool_size=1)
-    try:
-        if args.keys_command == "create":
-            record, key = await create_key(store, args.org, KeyKind(args.kind), args.description)
-            print(f"created {record.kind} key {record.id} for organisation {record.organisation}", file=sys.stderr)
-            print("it is shown only now (the server keeps its hash):", file=sys.stderr)
-            print(key)
-        elif args.keys_command == "list":
-            for k in await store.list_keys():
-                state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-                created = f"{k.created_at:%Y-%m-%d %H:%M}"
-                print(f"{k.id}  {k.organisation:<20} {k.kind:<6} {created}  {state}  {k.description}")
-        else:
-            await revoke_key(store, args.key_id)
-            print(f"revoked key {args.key_id}", file=sys.stderr)
-    except SightlineError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    return 0
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    return asyncio.run(_keys(args))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sightline", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="run the gRPC service (with the embedded Triton unless SIGHTLINE_TRITON_URL)")
-    serve.add_argument("--port", type=int, default=None, help="gRPC port (default: SIGHTLINE_PORT or 50051)")
-    serve.add_argument("--host", default=None, help="bind address (default: SIGHTLINE_HOST or 127.0.0.1)")
-    serve.add_argument("--demo", type=Path, default=None, help="recognise this image once the service is ready")
-    serve.add_argument("--demo-spec", default="colors-v1", help="the specification for --demo")
-    serve.set_defaults(func=cmd_serve)
-
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The client commands: models, recognize, stream, health."""
     models = sub.add_parser("models", help="list the public recognition specifications")
     models.add_argument("--server", default=DEFAULT_SERVER)
     models.add_argument("--json", action="store_true", help="print the v0.7 JSON")
@@ -303,28 +223,3 @@ def build_parser() -> argparse.ArgumentParser:
         "--service", default="", help='"" (the process), sightline.v1.RecognitionService, model/<network-id> ...'
     )
     check.set_defaults(func=cmd_health)
-
-    keys = sub.add_parser(
-        "keys",
-        help="create, list and revoke API keys (in the database of SIGHTLINE_DATA_DIR or SIGHTLINE_DATABASE_URL)",
-    )
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create a key and print it (once)")
-    create.add_argument("--org", required=True, help="the organisation the key belongs to")
-    create.add_argument("--kind", choices=["admin", "read"], required=True, help="read: inference only; admin: all")
-    create.add_argument("--description", default="", help="a note for `keys list`")
-    keys_sub.add_parser("list", help="list the keys (never the keys themselves)")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
-    keys.set_defaults(func=cmd_keys)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
