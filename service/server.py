@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import start_http_server
@@ -28,8 +27,10 @@ from service._proto.sightline.v1 import (
     tasks_pb2_grpc,
 )
 from service.api.auth import AuthInterceptor
+from service.api.health import HealthServicer
 from service.api.lifecycle import CallLifecycle
 from service.api.observability import ObservabilityInterceptor
+from service.api.reflection import enable_reflection
 from service.api.rest import RestRoutes, RestServer
 from service.api.servicers.networks import NetworkServicer
 from service.api.servicers.recognition import RecognitionServicer
@@ -309,12 +310,11 @@ async def _start_server(
     )
     networks_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(registry), server)
     tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(tasks), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
+    health_servicer = HealthServicer(
+        authenticator, registry, gateway, repository.model_name, interval_s=settings.health_interval_s
     )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     address = f"{settings.host}:{settings.port}"
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
@@ -341,7 +341,7 @@ async def _start_server(
         metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
         metrics_port = int(metrics_server.server_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
-    log.info("Sightline serves on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
+    log.info("listening on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
     rest = None
     if settings.rest_port >= 0:
         rest = RestServer(
@@ -395,15 +395,27 @@ async def running(settings: Settings) -> AsyncIterator[Application]:
 
 
 async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then drain (``drain_grace_s``) and stop Triton."""
+    """Serve until SIGINT or SIGTERM, then drain (``drain_grace_s``) and stop Triton.
+
+    Once every public model is loaded in Triton (at once with the embedded Triton, which starts with them; with a
+    remote one at the first health check that finds them all ready) it logs one line that starts with ``ready:``
+    and sets ``on_ready``.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings):
-        if on_ready is not None:
-            on_ready.set()
-        await stop.wait()
+    async with running(settings) as app:
+        stopping = asyncio.create_task(stop.wait())
+        loaded = asyncio.create_task(app.health.models_ready.wait())
+        await asyncio.wait({stopping, loaded}, return_when=asyncio.FIRST_COMPLETED)
+        if loaded.done():
+            models = len(app.registry.catalog.networks())
+            log.info("ready: %d public models loaded, serving on %s:%d", models, settings.host, app.port)
+            if on_ready is not None:
+                on_ready.set()
+        loaded.cancel()
+        await stopping
         log.info("draining (up to %.0f s)", settings.drain_grace_s)
 
 
