@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     timeouts, far below this."""
 
     log_level: str = "INFO"
+    """The root logger's level (``DEBUG``, ``INFO``, ``WARNING`` ...); health and reflection calls are logged at
+    DEBUG."""
+
     log_json: bool = False
     """Log one JSON object per line instead of text."""
 
@@ -97,16 +100,21 @@ class Settings(BaseSettings):
     """Server keepalive pings on idle connections (meshes and load balancers drop silent ones)."""
 
     keepalive_timeout_s: float = Field(10.0, gt=0)
+    """How long a keepalive ping may go unanswered before the connection is closed."""
+
     max_connection_age_s: float = Field(0.0, ge=0)
     """Close connections older than this (with a grace of ``max_connection_age_grace_s``) so that clients
     spread over new replicas; 0 for never."""
 
     max_connection_age_grace_s: float = Field(30.0, ge=0)
+    """How long calls on a connection past ``max_connection_age_s`` may go on before it is closed."""
 
     tls_cert_file: Path | None = None
     """PEM certificate chain of the server; with ``tls_key_file``, the gRPC port speaks TLS."""
 
     tls_key_file: Path | None = None
+    """PEM private key of ``tls_cert_file``."""
+
     tls_client_ca_file: Path | None = None
     """PEM CA bundle: clients must present a certificate it signed (mutual TLS)."""
 
@@ -124,6 +132,7 @@ class Settings(BaseSettings):
     """Time for a whole URL fetch, redirects included."""
 
     url_max_redirects: int = Field(3, ge=0)
+    """Most redirects a URL fetch follows (each one checked against the address guard again)."""
 
     database_url: str = ""
     """The registry's database: empty for SQLite in ``<data_dir>/sightline.db``; ``sqlite:///path/file.db``; or a
