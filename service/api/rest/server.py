@@ -69,9 +69,10 @@ class RestServer:
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
         """Listen on ``host:port`` (0: a free port); the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # Requests still open when the runner stops are cut after 1 s: the drain has waited for them already.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
