@@ -100,6 +100,12 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the gRPC service (with the embedded Triton unless SIGHTLINE_TRITON_URL)")
     serve.add_argument("--port", type=int, default=None, help="gRPC port (default: SIGHTLINE_PORT or 50051)")
     serve.add_argument("--host", default=None, help="bind address (default: SIGHTLINE_HOST or 127.0.0.1)")
+    serve.add_argument(
+        "--rest-port",
+        type=int,
+        default=None,
+        help="also serve the v0.7 REST API on this port (default: SIGHTLINE_REST_PORT, or off)",
+    )
     serve.add_argument("--demo", type=Path, default=None, help="recognise this image once the service is ready")
     serve.add_argument("--demo-spec", default="colors-v1", help="the specification for --demo")
     serve.set_defaults(func=cmd_serve)
