@@ -20,7 +20,7 @@ from postprocess.decoders import (
     Yolov5Output,
     Yolov8Output,
 )
-from postprocess.detection import DetectionConfig, detect, reframe
+from postprocess.detection import DetectionConfig, check_output_shapes, detect, reframe
 from postprocess.errors import InvalidConfigError, MissingTensorError, OutputShapeError, PostprocessError
 from postprocess.thresholds import CLASSIFICATION_THRESHOLD, DETECTION_THRESHOLD, TAGGING_THRESHOLD, default_threshold
 from postprocess.types import BBox, Label, LabelsResult, Prediction
@@ -45,6 +45,7 @@ __all__ = [
     "YoloOutput",
     "Yolov5Output",
     "Yolov8Output",
+    "check_output_shapes",
     "classify",
     "classify_batch",
     "default_threshold",

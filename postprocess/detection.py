@@ -40,7 +40,7 @@ from postprocess.nms import ranked_nms, score_order
 from postprocess.thresholds import DETECTION_THRESHOLD, at_or_above, resolve_thresholds
 from postprocess.types import BBox, Label, LabelsResult, Prediction
 
-__all__ = ["DetectionConfig", "detect", "reframe"]
+__all__ = ["DetectionConfig", "check_output_shapes", "detect", "reframe"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,39 @@ class DetectionConfig:
         if self.normalize_wrt_tensor and self.output.boxes_in_pixels(self.normalize_wrt_tensor):
             names = (*names, self.normalize_wrt_tensor)
         return names
+
+
+_MAX_CHECK_VALUES = 1 << 24
+"""Tensors larger than this (per image) are not built to check a layout: the check is skipped for them."""
+
+
+def check_output_shapes(output: OutputDecoder, labels: Sequence[Label], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Whether an output's tensors, of the given per-image shapes, fit its layout for these labels.
+
+    The decoder itself decides, on tensors of zeros of those shapes, so this check and decoding cannot disagree.
+    A dimension of ``-1`` (any size) counts as 0: unknown dimensions are candidate or grid counts, which every
+    layout takes in any size. Tensors missing from ``shapes``, of unknown rank (``()``), or too large to build are
+    not checked.
+
+    Raises:
+        OutputShapeError: the shapes cannot fit the layout (the message says what the layout expects).
+    """
+    names = output.tensor_names
+    if any(not shapes.get(n) for n in names):
+        return
+    sizes = {n: tuple(max(d, 0) for d in shapes[n]) for n in names}
+    if any(math.prod(shape) > _MAX_CHECK_VALUES for shape in sizes.values()):
+        return
+    tensors = {n: np.zeros(shape, dtype=np.float32) for n, shape in sizes.items()}
+    try:
+        # A discard threshold above every score: only the shape checks run, no candidate is decoded.
+        output.decode(tensors, labels, discard_threshold=math.inf)
+    except OutputShapeError as exc:
+        declared = ", ".join(f"{n!r} {list(shapes[n])}" for n in names)
+        unknown = " (-1: any size, tried as 0)" if any(d < 0 for n in names for d in shapes[n]) else ""
+        raise OutputShapeError(
+            f"the network's outputs {declared} per image{unknown} do not fit {len(labels)} labels: {exc}"
+        ) from None
 
 
 def _check_unit(name: str, value: float) -> None:

@@ -36,6 +36,7 @@ from service.domain.resources import (
 )
 from service.domain.results import RecognitionResult
 from service.domain.v07 import (
+    DETECTION_KINDS,
     check_version_against_spec,
     default_anchor_format,
     default_box_format,
@@ -50,6 +51,7 @@ from service.domain.v07 import (
 
 __all__ = [
     "DEFAULT_MAX_PREDICTIONS",
+    "DETECTION_KINDS",
     "FRAMEWORKS",
     "AnchoredOutput",
     "ClassificationPostProcessing",

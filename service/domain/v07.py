@@ -38,13 +38,14 @@ JsonDict = dict[str, Any]
 BoxFormat = Literal["xyxy", "yxyx"]
 AnchorFormat = Literal["xywh", "xyxy"]
 E = TypeVar("E", bound=enum.Enum)
-_DETECTION_KINDS: dict[str, type[DetectionOutput]] = {
+DETECTION_KINDS: dict[str, type[DetectionOutput]] = {
     "anchored_output": AnchoredOutput,
     "direct_output": DirectOutput,
     "yolo_output": YoloOutput,
     "yolov5_output": Yolov5Output,
     "yolov8_output": Yolov8Output,
 }
+"""The v0.7 key of each detection output kind (``"direct_output"``) and its decoder class."""
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -240,9 +241,9 @@ def parse_post_processing(raw: Any, path: str, *, framework: str | None = None) 
         )
     det = _mapping(obj["detection"], f"{path}detection")
     where = f"{path}detection."
-    kinds = [k for k in _DETECTION_KINDS if k in det]
+    kinds = [k for k in DETECTION_KINDS if k in det]
     if len(kinds) != 1:
-        raise InvalidArgumentError.field(where.rstrip("."), f"needs exactly one of {', '.join(_DETECTION_KINDS)}")
+        raise InvalidArgumentError.field(where.rstrip("."), f"needs exactly one of {', '.join(DETECTION_KINDS)}")
     kind = kinds[0]
     body = _mapping(det[kind], f"{where}{kind}")
     out: DetectionOutput
@@ -418,7 +419,7 @@ def post_processing_to_v07(pp: PostProcessing) -> JsonDict:
         if pp.thresholds is not None:
             body["thresholds"] = list(pp.thresholds)
         return {"classification": body}
-    kind = next(k for k, cls in _DETECTION_KINDS.items() if isinstance(pp.output, cls))
+    kind = next(k for k, cls in DETECTION_KINDS.items() if isinstance(pp.output, cls))
     out = pp.output
     if isinstance(out, AnchoredOutput):
         output: JsonDict = {

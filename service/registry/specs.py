@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from postprocess import Label, OutputShapeError, check_output_shapes
 from service.catalog import Catalog
 from service.domain import (
+    DETECTION_KINDS,
     ClassificationPostProcessing,
     DetectionPostProcessing,
     Specification,
+    SpecOutput,
     Version,
     check_version_against_spec,
     parse_post_processings,
@@ -231,3 +234,22 @@ def _check_tensors(
                 f"post_processings[{i}].detection.normalize_wrt_tensor",
                 f"{pp.normalize_wrt_tensor!r} is neither an input nor an output of network {network_id!r}",
             )
+        else:
+            _check_layout(pp, out, outputs, f"post_processings[{i}].detection", network_id)
+
+
+def _check_layout(
+    pp: DetectionPostProcessing,
+    out: SpecOutput,
+    outputs: Mapping[str, tuple[int, ...]],
+    where: str,
+    network_id: str,
+) -> None:
+    """A detection layout fits the network's output shapes (dims of any size fit any layout), so that a layout
+    that cannot decode the network is refused here, not at every recognition."""
+    kind = next(k for k, cls in DETECTION_KINDS.items() if isinstance(pp.output, cls))
+    labels = [Label(lab.id, lab.name) for lab in out.labels]
+    try:
+        check_output_shapes(pp.output, labels, outputs)
+    except OutputShapeError as exc:
+        raise InvalidArgumentError.field(f"{where}.{kind}", f"network {network_id!r}: {exc}") from None

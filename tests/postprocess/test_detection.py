@@ -14,8 +14,10 @@ from hypothesis.extra.numpy import arrays
 from numpy.typing import NDArray
 
 from postprocess import (
+    AnchoredOutput,
     BBox,
     DetectionConfig,
+    DirectOutput,
     InvalidConfigError,
     Label,
     LabelsResult,
@@ -24,7 +26,9 @@ from postprocess import (
     PostprocessError,
     Prediction,
     YoloOutput,
+    Yolov5Output,
     Yolov8Output,
+    check_output_shapes,
     detect,
     reframe,
 )
@@ -343,3 +347,44 @@ def test_results_equal_those_of_the_dataclass_constructors() -> None:
     )
     assert all(type(p) is Prediction and type(p.bbox) is BBox and p.track_id is None for p in built)
     assert [hash(p) for p in built] == [hash(replace(p)) for p in built]
+
+
+# ------------------------------------------------------------------------------------- layouts against shapes
+
+FIVE = tuple(Label(i, f"l{i}") for i in range(5))
+
+
+@pytest.mark.parametrize(
+    ("output", "shapes", "labels"),
+    [
+        (Yolov8Output("o"), {"o": (22, -1)}, FIVE),  # #17 point 1: 5 labels need 9 features
+        (Yolov8Output("o"), {"o": (22, 8400)}, FIVE),
+        (Yolov5Output("o"), {"o": (-1, 85)}, tuple(Label(i, str(i)) for i in range(18))),  # 80 classes, not 18
+        (YoloOutput("o", (1.0, 1.0, 2.0, 2.0)), {"o": (21, 13, 13)}, FIVE),  # 2 anchors x (5 + 5) = 20
+        (DirectOutput("b", "s", "c"), {"b": (-1, 4), "s": (-1,), "c": (-1, 2)}, FIVE),
+        (AnchoredOutput("a", "s", "d"), {"a": (-1, 5), "s": (-1, 5), "d": (-1, 24)}, FIVE),  # background left out
+    ],
+)
+def test_layouts_that_cannot_fit_the_output_shapes_are_refused(
+    output: Any, shapes: dict[str, tuple[int, ...]], labels: tuple[Label, ...]
+) -> None:
+    with pytest.raises(OutputShapeError, match=f"do not fit {len(labels)} labels"):
+        check_output_shapes(output, labels, shapes)
+
+
+@pytest.mark.parametrize(
+    ("output", "shapes"),
+    [
+        (Yolov8Output("o"), {"o": (9, -1)}),
+        (Yolov8Output("o"), {"o": (-1, 9)}),
+        (Yolov5Output("o"), {"o": (25200, 10)}),
+        (YoloOutput("o", (1.0, 1.0, 2.0, 2.0)), {"o": (20, -1, -1)}),
+        (YoloOutput("o", (1.0, 1.0, 2.0, 2.0)), {"o": (13, 13, 20)}),
+        (DirectOutput("b", "s", "c"), {"b": (100, 4), "s": (100,), "c": (100,)}),
+        (AnchoredOutput("a", "s", "d"), {"a": (300, 5), "s": (300, 6), "d": (300, 24)}),
+        (Yolov8Output("o"), {"o": ()}),  # unknown rank: not checked
+        (Yolov8Output("o"), {}),  # not among the shapes: not checked (the caller says which tensors exist)
+    ],
+)
+def test_layouts_that_fit_the_output_shapes_pass(output: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+    check_output_shapes(output, FIVE, shapes)
