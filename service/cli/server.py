@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if ready.is_set() and args.demo is not None:
             address = f"127.0.0.1:{settings.port}"
             result = await recognize_once(address, args.demo_spec, args.demo, show_discarded=False, max_predictions=5)
-            print(f"\nready in {time.monotonic() - started:.1f} s; demo: {args.demo} on {args.demo_spec}:", flush=True)
+            print(f"\ndemo at {time.monotonic() - started:.1f} s: {args.demo} on {args.demo_spec}:", flush=True)
             print(json.dumps(to_json(result), indent=2), flush=True)
             print(
                 f"\nTry: sightline recognize --spec {args.demo_spec} {args.demo} --json   (Ctrl-C stops the server)",
