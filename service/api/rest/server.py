@@ -139,22 +139,22 @@ class RestServer:
         try:
             with trace.use_span(span, end_on_exit=False):
                 response = await self._answer(request, handler)
+            response.headers["X-Request-Id"] = request_id
+            seconds = time.perf_counter() - started
+            code = str(response.status)
+            self._metrics.requests.labels(method, code).inc()
+            self._metrics.latency.labels(method, code).observe(seconds)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, code))
+            log.info("%s %s %.1f ms peer=%s", method, code, seconds * 1e3, request.remote)
+            return response
         finally:
+            span.end()
             self._open -= 1
             if self._open == 0:
                 self._idle.set()
             REQUEST_ID.reset(token)
-        response.headers["X-Request-Id"] = request_id
-        seconds = time.perf_counter() - started
-        code = str(response.status)
-        self._metrics.requests.labels(method, code).inc()
-        self._metrics.latency.labels(method, code).observe(seconds)
-        span.set_attribute("http.response.status_code", response.status)
-        if response.status >= 500:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, code))
-        span.end()
-        log.info("%s %s %.1f ms peer=%s request_id=%s", method, code, seconds * 1e3, request.remote, request_id)
-        return response
 
     async def _answer(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
