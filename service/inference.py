@@ -20,7 +20,7 @@ from service.domain import ImageRequest, Network
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.image_source import image_bytes
 from service.images import DecodeBudget
-from service.preprocess import build_inputs, crop, decode_image
+from service.preprocess import build_inputs, crop, decode_image, with_own_batch_axis
 from service.recognition import needed_size
 from service.sources import ImageFetcher
 from service.triton.gateway import TritonGateway
@@ -115,6 +115,6 @@ class NetworkInference:
             if spec is None:
                 raise FailedPreconditionError(f"network {network_id!r} has no input {name!r}")
             cast = array.astype(spec.numpy_dtype, copy=False)
-            fitted[name] = cast[None] if info.batched else cast
+            fitted[name] = cast[None] if info.batched else with_own_batch_axis(cast, spec.dims)
         outputs = await self._gateway.infer(runnable.model, fitted, names)
         return {name: outputs[signature.served(name)] for name in asked}

@@ -1,4 +1,5 @@
-"""Mean files: ``.npy`` arrays and Caffe ``.binaryproto`` BlobProto messages, read into HWC float32 arrays.
+"""Mean files: ``.npy`` arrays and Caffe ``.binaryproto`` BlobProto messages (told apart by their content, whatever
+their names), read into HWC float32 arrays.
 
 A BlobProto is decoded straight from the protobuf wire format (fields num=1, channels=2, height=3, width=4,
 data=5 packed floats, shape=7 {dim=1}, double_data=8), so no Caffe schema is needed to read a mean.
@@ -17,22 +18,31 @@ from service.errors import InvalidArgumentError
 
 __all__ = ["load_mean", "parse_binaryproto", "to_hwc"]
 
+_NPY_MAGIC = b"\x93NUMPY"
+
 
 def load_mean(path: Path, channels: int) -> npt.NDArray[np.float32]:
     """Read a mean file into an (H, W, C) float32 array (H = W = 1 for a per-channel mean).
 
-    The array's channel order is taken as the network's (BGR for a Caffe mean with BGR input).
+    The format comes from the content, not the name (v0.7 took any name: its demo's was ``mean.proto.bin``): a
+    ``.npy`` array starts with NumPy's magic string, anything else is read as a Caffe BlobProto. The array's
+    channel order is taken as the network's (BGR for a Caffe mean with BGR input).
     """
     data = path.read_bytes()
-    if path.suffix == ".npy":
+    if data.startswith(_NPY_MAGIC):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as exc:
             raise InvalidArgumentError.field(path.name, f"is not a readable .npy file ({exc})") from None
-    elif path.suffix == ".binaryproto":
-        array = parse_binaryproto(data, path.name)
     else:
-        raise InvalidArgumentError.field(path.name, "a mean file must end in .npy or .binaryproto")
+        try:
+            array = parse_binaryproto(data, path.name)
+        except InvalidArgumentError:
+            raise InvalidArgumentError.field(
+                path.name,
+                "is neither a .npy array (it does not start with NumPy's magic string) nor a Caffe BlobProto "
+                "(.binaryproto); upload the mean as one of them",
+            ) from None
     return to_hwc(np.asarray(array, dtype=np.float32), channels, path.name)
 
 

@@ -14,6 +14,7 @@ import math
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +44,7 @@ __all__ = [
     "image_tensor",
     "resize",
     "resolve_source",
+    "with_own_batch_axis",
 ]
 
 _AXES = {
@@ -301,3 +303,17 @@ def _constant_value(value: float | str, tensors: Mapping[str, npt.NDArray[np.gen
             "preprocessing", f"constant {value!r} refers to image input {name!r}, which must come before it"
         )
     return float(tensors[name].shape[int(dim)])
+
+
+def with_own_batch_axis(array: npt.NDArray[Any], dims: Sequence[int]) -> npt.NDArray[Any]:
+    """One image's tensor for a network input that Triton does not batch (``max_batch_size`` 0) but whose graph
+    has a batch axis of its own: ``array`` with a leading axis of 1 when ``dims`` (the input's dims, -1 for any
+    size) has one more axis, of size 1 or any, in front of the array's shape; ``array`` itself otherwise.
+
+    These are v0.7's ``batched_output: false`` networks (Caffe's Faster-RCNN, ONNX exports with a fixed batch of
+    1 whose outputs have no batch axis): the preprocessing gives one image's tensors, the graph takes them as a
+    batch of one.
+    """
+    if len(dims) == array.ndim + 1 and dims[0] in (-1, 1):
+        return array[np.newaxis]
+    return array

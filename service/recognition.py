@@ -36,7 +36,7 @@ from service.domain import (
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.image_source import image_bytes
 from service.images import DecodeBudget, EncodedImage
-from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop
+from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, with_own_batch_axis
 from service.sources import ImageFetcher
 from service.triton.gateway import TritonGateway
 from service.triton.tensors import Signature
@@ -239,6 +239,8 @@ def _fit_inputs(tensors: Mapping[str, npt.NDArray[Any]], info: Signature) -> dic
                 "its preprocessing does not match it"
             )
         shape = info.sample_dims(spec)
+        if not info.batched:
+            array = with_own_batch_axis(array, shape)
         if len(shape) != array.ndim or any(d not in (-1, s) for d, s in zip(shape, array.shape, strict=False)):
             raise FailedPreconditionError(
                 f"the network input {name!r} takes shape {list(shape)} but the preprocessing gives "
@@ -278,7 +280,8 @@ def _postprocess(
                     f"normalize_wrt_tensor {pp.normalize_wrt_tensor!r} is neither an input nor an output"
                 )
             source = inputs[pp.normalize_wrt_tensor]
-            tensors[pp.normalize_wrt_tensor] = source if info.batched else source[None]
+            # One image's rows (1, ...): a batched input already has them, an unbatched one may (its own axis).
+            tensors[pp.normalize_wrt_tensor] = source if info.batched or source.ndim > 1 else source[None]
         config = _detection_config(pp, labels)
         result = detect(
             tensors,

@@ -15,9 +15,9 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from service.domain import DataType, Preprocessing
+from service.domain import DataType, ImagePreprocessing, Preprocessing, ResizeType
 from service.errors import InvalidArgumentError, ResourceExhaustedError
-from service.preprocess import build_inputs
+from service.preprocess import build_inputs, with_own_batch_axis
 from service.triton.repository import MODEL_FILE, ORIGINALS, Signature
 
 __all__ = [
@@ -30,12 +30,17 @@ __all__ = [
     "staged_path",
 ]
 
-MEAN_SUFFIXES = (".npy", ".binaryproto")
+_RESERVED = frozenset({"config.pbtxt", "1", ORIGINALS})
+"""Names a mean file cannot take: it is written beside the model folder's own files."""
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CAFFE_FILES = ("deploy.prototxt", "snapshot.caffemodel")
 _TF_GRAPHS = ("saved_model.pb", "saved_model.pbtxt")
 _TF_SHARD = re.compile(r"^variables\.data-[0-9]{5}-of-[0-9]{5}$")
+_TF_ASSET = re.compile(r"^assets(?:\.extra)?/[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
+"""A SavedModel's ``assets/`` (files its graph reads: vocabularies...) and ``assets.extra/``, one folder deep."""
+_TF_WRITTEN = ("fingerprint.pb",)
+"""Files TensorFlow 2.x writes beside ``saved_model.pb`` that the conversion does not need (kept with the rest)."""
 _FLOAT_TYPES = {"FP32", "FP16", "FP64", "BF16"}
 
 
@@ -95,11 +100,12 @@ def check_files(
     seen: dict[str, UploadFile] = {}
     for i, f in enumerate(files):
         where = f"files[{i}]"
-        if not _FILE_NAME.match(f.name) or f.name in {".", ".."}:
+        asset = kind == "tensorflow" and bool(_TF_ASSET.match(f.name))
+        if not asset and (not _FILE_NAME.match(f.name) or f.name in {".", ".."}):
             raise InvalidArgumentError.field(
                 f"{where}.name",
-                f"{f.name!r} is not a plain file name: use letters, digits, '.', '_', '-', '+' (no folders, "
-                "no leading '.', at most 255 characters)",
+                f"{f.name!r} is not a plain file name: use letters, digits, '.', '_', '-', '+' (no folders but a "
+                "SavedModel's assets/, no leading '.', at most 255 characters)",
             )
         if f.name in seen:
             raise InvalidArgumentError.field(f"{where}.name", f"{f.name!r} is announced twice")
@@ -130,8 +136,10 @@ def check_files(
             raise InvalidArgumentError.field(
                 "preprocessing", f"mean file {mean!r} is named by the preprocessing but not uploaded"
             )
-        if not mean.endswith(MEAN_SUFFIXES):
-            raise InvalidArgumentError.field("preprocessing", f"mean file {mean!r} must end in .npy or .binaryproto")
+        if mean in _RESERVED:
+            raise InvalidArgumentError.field(
+                "preprocessing", f"mean file {mean!r} has the name of a file of the model folder: rename it"
+            )
     return UploadPlan(files=seen, targets={}, means=frozenset(means))
 
 
@@ -142,7 +150,7 @@ def staged_path(staged: Path, name: str, kind: str, means: frozenset[str]) -> Pa
         return staged / name
     if kind == "onnx":
         return staged / "1" / MODEL_FILE
-    return staged / ORIGINALS / name
+    return staged / ORIGINALS / name  # a SavedModel's assets/<name> included: its folder is made with the others
 
 
 def check_preprocessing(
@@ -172,7 +180,8 @@ def check_preprocessing(
         sig = signature.input(item.tensor_name)
         assert sig is not None
         dims = sig.dims[skip:]
-        shape = tensors[item.tensor_name].shape
+        tensor = tensors[item.tensor_name]
+        shape = (tensor if skip else with_own_batch_axis(tensor, dims)).shape
         if len(dims) != len(shape) or any(d not in (-1, s) for d, s in zip(dims, shape, strict=True)):
             hint = "check target_size and dimension_order" if item.image is not None else "check its shape"
             raise InvalidArgumentError.field(
@@ -180,11 +189,33 @@ def check_preprocessing(
                 f"gives {item.tensor_name!r} the shape {list(shape)} but the network takes {list(dims)} "
                 f"(batch dimension excluded); {hint}",
             )
+        if item.image is not None and item.image.resize_type is ResizeType.NETWORK:
+            _check_network_resize(item.image, dims, item.tensor_name, f"preprocessing.inputs[{i}].image")
         if item.image is not None and item.image.data_type is DataType.FLOAT32 and sig.dtype not in _FLOAT_TYPES:
             raise InvalidArgumentError.field(
                 f"preprocessing.inputs[{i}].image.data_type",
                 f"is FLOAT32 but the network's input {item.tensor_name!r} is {sig.dtype}",
             )
+
+
+_SPATIAL = {"NCHW": (-2, -1), "NCWH": (-1, -2), "NHWC": (-3, -2), "NWHC": (-2, -3)}
+"""Where height and width are among a sample's last three dims, by dimension order."""
+
+
+def _check_network_resize(image: ImagePreprocessing, dims: tuple[int, ...], name: str, where: str) -> None:
+    """NETWORK resizing gives the network each image's own aspect ratio: its input must take any height and width
+    (a graph of a fixed size fails on every image that is not square, with Triton's raw message)."""
+    h_at, w_at = _SPATIAL[image.dimension_order.value]
+    height, width = dims[h_at], dims[w_at]
+    if height == -1 and width == -1:
+        return
+    fixed = f"{height if height > 0 else 'any'} x {width if width > 0 else 'any'} (height x width)"
+    suggestion = f' with target_size "{width}x{height}"' if height > 0 and width > 0 else ""
+    raise InvalidArgumentError.field(
+        f"{where}.resize_type",
+        f"NETWORK resizes the network input to each image's aspect ratio, but input {name!r} takes "
+        f"{list(dims)}: {fixed} is fixed; use SQUASH, CROP or FILL{suggestion}",
+    )
 
 
 def _model_kind(name: str) -> str | None:
@@ -193,7 +224,7 @@ def _model_kind(name: str) -> str | None:
         return "onnx"
     if name.endswith((".prototxt", ".caffemodel")):
         return "caffe"
-    if name.endswith((".pb", ".pbtxt")) or name.startswith("variables."):
+    if name.endswith((".pb", ".pbtxt")) or name.startswith("variables.") or _TF_ASSET.match(name):
         return "tensorflow"
     return None
 
@@ -204,7 +235,8 @@ def _expected_files(kind: str) -> str:
     if kind == "tensorflow":
         return (
             "saved_model.pb (or saved_model.pbtxt), with variables.index and variables.data-00000-of-00001 (or more "
-            "shards) for a SavedModel; a frozen graph is uploaded as saved_model.pb"
+            "shards) for a SavedModel, and any fingerprint.pb or assets/<name> TensorFlow wrote; a frozen graph is "
+            "uploaded as saved_model.pb"
         )
     return "one .onnx file"
 
@@ -229,7 +261,7 @@ def _check_model_files(models: Sequence[str], kind: str, framework: str) -> None
         required = [graphs[0] if graphs else _TF_GRAPHS[0]]
         if shards or "variables.index" in models:
             required += ["variables.index"] + ([] if shards else ["variables.data-00000-of-00001"])
-        allowed = {*_TF_GRAPHS, "variables.index", *shards}
+        allowed = {*_TF_GRAPHS, "variables.index", *shards, *_TF_WRITTEN, *(n for n in models if _TF_ASSET.match(n))}
     for name in models:
         if name not in allowed:
             raise InvalidArgumentError.field(

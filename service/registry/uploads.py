@@ -94,6 +94,8 @@ class Uploads:
             upload.targets = {name: staged_path(staged, name, kind, upload.means) for name in upload.files}
             if kind != "onnx":
                 (staged / ORIGINALS).mkdir()
+                for target in upload.targets.values():
+                    target.parent.mkdir(parents=True, exist_ok=True)  # a SavedModel's assets/
             await self._receive(upload, chunks)
             signature = await self._prepare(staged, network, kind)
             task = self._tasks.new(org, "deployment")
@@ -184,7 +186,8 @@ class Uploads:
         model = staged / "1" / MODEL_FILE
         names: dict[str, str] = {}
         if kind != "onnx":
-            files = {p.name: p for p in sorted((staged / ORIGINALS).iterdir())}
+            originals = staged / ORIGINALS
+            files = {p.relative_to(originals).as_posix(): p for p in sorted(originals.rglob("*")) if p.is_file()}
             try:
                 result = convert_to_onnx(network.framework, files, staged / _WORK, self._converter, cancel=cancel)
             finally:
@@ -194,6 +197,10 @@ class Uploads:
             model.write_bytes(result.onnx_model)
             names = dict(result.tensor_names)
         signature = inspect_onnx(model, max_batch_size=self._limits.max_batch_size)
+        if not network.preprocessing.batched_output:
+            # v0.7's batched_output false: the outputs have no batch axis (Faster-RCNN's rois, cls_prob), so Triton
+            # must not batch, whatever the first dims look like; inputs keep their own axis (with_own_batch_axis).
+            signature = replace(signature, max_batch_size=0)
         served = {t.name for t in (*signature.inputs, *signature.outputs)}
         # Served names always mean themselves; an alias is kept only when it names a served tensor.
         aliases = {a: n for a, n in names.items() if a != n and a not in served and n in served}

@@ -65,5 +65,17 @@ def test_bad_mean_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="does not fit"):
         to_hwc(np.zeros((2, 2), dtype=np.float32), 3, "m.npy")
     (tmp_path / "m.txt").write_text("1 2 3")
-    with pytest.raises(InvalidArgumentError, match=r"\.npy or \.binaryproto"):
+    with pytest.raises(InvalidArgumentError, match=r"neither a \.npy array .* nor a Caffe BlobProto"):
         load_mean(tmp_path / "m.txt", 3)
+
+
+def test_the_format_comes_from_the_content_whatever_the_name(tmp_path: Path) -> None:
+    """v0.7 took any mean file name; its demo's was mean.proto.bin (#17 point 7)."""
+    blob = BLOB(num=1, channels=3, height=1, width=1, data=[104.0, 117.0, 123.0]).SerializeToString()
+    (tmp_path / "mean.proto.bin").write_bytes(blob)
+    assert load_mean(tmp_path / "mean.proto.bin", 3).ravel().tolist() == [104.0, 117.0, 123.0]
+    np.save(tmp_path / "unitary.npy", np.full((1, 1, 3), 0.5, np.float32))
+    (tmp_path / "unitary.npy").rename(tmp_path / "unitary_mean")
+    assert load_mean(tmp_path / "unitary_mean", 3).ravel().tolist() == [0.5, 0.5, 0.5]
+    (tmp_path / "swapped.npy").write_bytes(blob)  # a BlobProto under a .npy name is still a BlobProto
+    assert load_mean(tmp_path / "swapped.npy", 3).ravel().tolist() == [104.0, 117.0, 123.0]

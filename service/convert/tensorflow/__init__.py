@@ -92,6 +92,12 @@ def _layout(files: Mapping[str, Path], workdir: Path) -> tuple[Path, str]:
     shutil.copyfile(graph, folder / graph.name)
     for name, path in variables.items():
         shutil.copyfile(path, folder / "variables" / name)
+    # What else TensorFlow wrote goes where it wrote it: fingerprint.pb beside the graph, assets/ (files the graph
+    # reads, such as vocabularies) and assets.extra/ in their folders.
+    for name, path in files.items():
+        if name == "fingerprint.pb" or name.startswith(("assets/", "assets.extra/")):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / name)
     if variables and "variables.index" not in variables:
         raise ConversionError("a SavedModel's variables need variables.index beside variables.data-*")
     return folder, kind
