@@ -299,7 +299,18 @@ async def _start_server(
             settings.auth,
             settings.host,
         )
-    inference = InferenceTasks(recognizer, registry, tasks)
+    health_servicer = HealthServicer(
+        authenticator, registry, gateway, repository.model_name, interval_s=settings.health_interval_s
+    )
+    monitor = HealthMonitor(
+        health_servicer,
+        gateway,
+        SERVICE_NAMES,
+        [n.id for n in catalog.networks()],
+        interval_s=settings.health_interval_s,
+        process_follows_triton=triton is not None,
+    )
+    inference = InferenceTasks(recognizer, registry, tasks, triton_ready=lambda: monitor.triton_reachable)
     lifecycle = CallLifecycle()
     server = grpc.aio.server(
         interceptors=[lifecycle, ObservabilityInterceptor(metrics, tracer), AuthInterceptor(authenticator)],
@@ -310,9 +321,6 @@ async def _start_server(
     )
     networks_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(registry), server)
     tasks_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(tasks), server)
-    health_servicer = HealthServicer(
-        authenticator, registry, gateway, repository.model_name, interval_s=settings.health_interval_s
-    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     address = f"{settings.host}:{settings.port}"
@@ -325,14 +333,6 @@ async def _start_server(
             f"could not listen on {address}: the port is in use (another sightline serve?) or the address is not "
             "this machine's; set SIGHTLINE_PORT / SIGHTLINE_HOST"
         )
-    monitor = HealthMonitor(
-        health_servicer,
-        gateway,
-        SERVICE_NAMES,
-        [n.id for n in catalog.networks()],
-        interval_s=settings.health_interval_s,
-        process_follows_triton=triton is not None,
-    )
     await monitor.start()
     await registry.resume()
     await server.start()

@@ -1,6 +1,7 @@
 """The embedded Triton killed under a running ``sightline serve``: calls get UNAVAILABLE with RetryInfo while it is
-down, health says NOT_SERVING (the process's ``""`` too), the service restarts it, and an open stream recovers by
-itself. Then the service's whole process group killed with SIGKILL during inference leaves no process behind.
+down (the REST facade: 503 with Retry-After, before any task is made), health says NOT_SERVING (the process's
+``""`` too), the service restarts it, and an open stream recovers by itself. Then the service's whole process
+group killed with SIGKILL during inference leaves no process behind.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
 from service._proto.sightline.v1 import inference_pb2, recognition_pb2_grpc, streams_pb2
-from tests.e2e.external import ROOT, ExternalService, wait_until
+from tests.e2e.external import ROOT, ExternalService, free_port, wait_until
 
 RED = (ROOT / "samples" / "red.png").read_bytes()
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -79,7 +81,11 @@ def paced_frames(stop: threading.Event) -> Iterator[streams_pb2.StreamRecognizeR
 
 
 def test_triton_killed_and_brought_back(tmp_path: Path) -> None:
-    service = ExternalService(tmp_path, SIGHTLINE_HEALTH_INTERVAL_S="0.5").start(timeout_s=300)
+    rest_port = free_port()
+    service = ExternalService(tmp_path, SIGHTLINE_HEALTH_INTERVAL_S="0.5", SIGHTLINE_REST_PORT=str(rest_port)).start(
+        timeout_s=300
+    )
+    rest_inference = f"http://127.0.0.1:{rest_port}/v0.7/recognition/public/colors-v1/inference"
     stop = threading.Event()
     frames: list[streams_pb2.StreamRecognizeResponse] = []
     stream_error: list[BaseException] = []
@@ -112,6 +118,12 @@ def test_triton_killed_and_brought_back(tmp_path: Path) -> None:
             status = rpc_status.from_call(down.value)  # type: ignore[arg-type]
             assert status is not None
             assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+            # v0.7 clients retry a 503 (never a task that failed): the call is refused before a task exists.
+            refused = requests.post(rest_inference, files={"inputs[0]image.source": ("red.png", RED)}, timeout=8)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["reason"] == "TRITON_UNAVAILABLE"
+            assert refused.headers["Retry-After"] == "1"
+            assert requests.get(rest_inference.removesuffix("inference"), timeout=8).status_code == 200
 
             service.wait_health(SERVING, timeout_s=60)
             recovered_s = time.monotonic() - killed_at
@@ -119,6 +131,8 @@ def test_triton_killed_and_brought_back(tmp_path: Path) -> None:
             assert recovered_s < 30, f"SERVING again only after {recovered_s:.1f} s"
             assert tritonserver_of(service) != first_triton
             assert recognize(channel).outputs[0].labels.predicted[0].label_name == "red"
+            accepted = requests.post(rest_inference, files={"inputs[0]image.source": ("red.png", RED)}, timeout=8)
+            assert accepted.status_code == 200, accepted.text
 
             # The stream stayed open: frames failed UNAVAILABLE during the outage, then were answered again.
             seen = len(frames)
