@@ -134,11 +134,14 @@ zoo-eval-service: $(EVAL_STAMP)
 eval-tracking: $(EVAL_STAMP)
 	$(BIN)/python -m bench.tracking_eval
 
-## Post-processing against OpenCV's C++ NMS and a Python loop (ratios).
+## Every benchmark, printing ratios (docs/performance.md): post-processing against OpenCV's C++ NMS, then the
+## stream against direct-Triton clients (a few minutes; the stream part alone is make bench-stream).
 bench: $(STAMP)
 	$(BIN)/python -m bench.postprocess_bench
+	$(BIN)/python -m bench.stream_bench
 
-## StreamRecognize against a direct Triton client, 1/8/32 streams (ratios).
+## StreamRecognize against a direct-Triton OpenCV client and Sightline's own preprocessing in-process, at 1 and 4
+## frames in flight and 8 and 32 streams, interleaved repeats (ratios).
 bench-stream: $(STAMP)
 	$(BIN)/python -m bench.stream_bench
 

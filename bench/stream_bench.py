@@ -1,20 +1,26 @@
-"""Benchmark of StreamRecognize against a client that calls Triton directly, in the same run.
+"""Benchmark of StreamRecognize against clients that call Triton directly, in the same run.
 
-Run from the repository root::
+Run from the repository root (``make bench-stream``; ``make bench`` runs it after the post-processing bench)::
 
-    python -m bench.stream_bench                      # --spec colors-v1 --frames 200 --streams 1,8,32
+    python -m bench.stream_bench     # --spec shapes-yolo-v1 --frames 300 --repeat 3 --streams 8,32
 
-One embedded Triton serves both paths:
+One embedded Triton serves every path; a Sightline server runs in a separate process, as in production. The
+frames are raw 320x240 RGB24 arrays (no decoding anywhere).
 
-- **baseline**: this process decodes nothing (frames are raw RGB arrays), runs Sightline's own preprocessing,
-  calls Triton with one long-lived ``tritonclient.grpc.aio`` client and runs the same post-processing: the
-  least a client could do to get the same answers.
-- **stream**: this process sends the same raw frames (RGB24) over ``StreamRecognize`` to a Sightline server (a
-  separate process, as in production) which does that work.
+- **opencv**: the user's alternative, the baseline of issue 16: a Python client that resizes each frame with
+  OpenCV (``cv2.resize``, bilinear), scales it to float32 CHW, calls Triton with the synchronous
+  ``tritonclient.grpc`` client (one per thread) and thresholds the output. 1 thread, 4 threads, and as many
+  threads as the stream count of the concurrent-stream rows.
+- **own**: the earlier baseline, kept as a second line: Sightline's own preprocessing and post-processing in this
+  process, one ``tritonclient.grpc.aio`` client, as many concurrent loops as streams.
+- **stream**: the same frames over ``StreamRecognize``: one stream with 1 frame in flight (each result awaited
+  before the next frame is sent), one stream with 4 frames in flight (a window of 4), and 8 or 32 concurrent
+  streams of 1 frame in flight each.
 
-For 1, 8 and 32 concurrent streams (baseline: as many concurrent loops), each with one frame in flight, it prints
-frames per second and p50/p99 latency of each path and their ratios. Latency is from sending a frame to its
-result. The machine's noise shows up in absolute numbers; compare the ratios.
+Each comparison is run ``--repeat`` times, its paths interleaved (opencv, own, stream, then again), because the
+machine is shared and noisy; the table gives the median of each path's runs, and the ratio column the median and
+the range of the per-repeat ratios ``stream fps / baseline fps``. Latency is from sending a frame to its result
+(p50 and p99, all repeats pooled); ``+p50`` is the stream's p50 minus the baseline's.
 """
 
 from __future__ import annotations
@@ -25,13 +31,17 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import grpc
 import numpy as np
 import numpy.typing as npt
+import tritonclient.grpc as tritonclient
 
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.catalog import Catalog
@@ -55,66 +65,175 @@ def frames(count: int, width: int, height: int, seed: int = 0) -> list[npt.NDArr
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One path's run: frames per second and every frame's latency in milliseconds."""
+
+    fps: float
+    latencies: list[float]
+
+
+def timed(latencies: list[float], seconds: float) -> Run:
+    return Run(len(latencies) / seconds, latencies)
+
+
 def constant(image: npt.NDArray[np.uint8]) -> Callable[[], npt.NDArray[np.uint8]]:
     """A loader that hands back an image already in memory (the frames are raw arrays)."""
     return lambda: image
 
 
-def summary(latencies: list[float], seconds: float) -> tuple[float, float, float]:
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return len(latencies) / seconds, statistics.median(ordered), p99
+@dataclass(frozen=True, slots=True)
+class Network:
+    """What the direct client must know of the network: its model, input and output, and the input size."""
+
+    model: str
+    input_name: str
+    output_name: str
+    width: int
+    height: int
 
 
-async def run_baseline(
-    recognizer: Recognizer, spec: str, images: list[npt.NDArray[np.uint8]], streams: int
-) -> tuple[float, float, float]:
+def network_of(catalog: Catalog, spec: str) -> Network:
+    deployment = catalog.for_spec(spec)
+    item = deployment.network.preprocessing.inputs[0]
+    assert item.image is not None
+    width, height = item.image.target
+    names = sorted({n for pp in deployment.version.post_processings for n in pp.tensor_names})
+    return Network(deployment.model_name, item.tensor_name, names[0], width, height)
+
+
+def run_opencv(triton_url: str, net: Network, images: list[npt.NDArray[np.uint8]], threads: int) -> Run:
+    """The direct client: OpenCV resize, float32 CHW, synchronous tritonclient, a threshold; ``threads`` loops."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    clients = [tritonclient.InferenceServerClient(triton_url) for _ in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def loop(index: int) -> None:
+        client = clients[index]
+        output = [tritonclient.InferRequestedOutput(net.output_name)]
+        mine: list[float] = []
+        barrier.wait()
+        for image in images[index::threads]:
+            started = time.perf_counter()
+            resized = cv2.resize(image, (net.width, net.height), interpolation=cv2.INTER_LINEAR)
+            tensor = (resized.astype(np.float32) * np.float32(1 / 255)).transpose(2, 0, 1)[None]
+            infer_input = tritonclient.InferInput(net.input_name, list(tensor.shape), "FP32")
+            infer_input.set_data_from_numpy(np.ascontiguousarray(tensor))
+            result = client.infer(net.model, [infer_input], outputs=output)
+            values = result.as_numpy(net.output_name)
+            np.flatnonzero(values > 0.5)
+            mine.append((time.perf_counter() - started) * 1e3)
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - started
+    for client in clients:
+        client.close()
+    return timed(latencies, seconds)
+
+
+async def run_own(recognizer: Recognizer, spec: str, images: list[npt.NDArray[np.uint8]], loops: int) -> Run:
+    """The earlier baseline: Sightline's preprocessing and post-processing in this process, ``loops`` at once."""
     deployment = await recognizer.resolve(Target(spec_id=spec))
     latencies: list[float] = []
 
     async def loop(index: int) -> None:
-        for image in images[index::streams]:
+        for image in images[index::loops]:
             started = time.perf_counter()
             await recognizer.run(deployment, constant(image))
             latencies.append((time.perf_counter() - started) * 1e3)
 
     started = time.perf_counter()
-    await asyncio.gather(*(loop(i) for i in range(streams)))
-    return summary(latencies, time.perf_counter() - started)
+    await asyncio.gather(*(loop(i) for i in range(loops)))
+    return timed(latencies, time.perf_counter() - started)
+
+
+def frame_requests(images: list[npt.NDArray[np.uint8]]) -> list[streams_pb2.StreamRecognizeRequest]:
+    """The frames as a client holding raw RGB24 buffers sends them (built once, outside the timed runs)."""
+    return [
+        streams_pb2.StreamRecognizeRequest(
+            frame=streams_pb2.Frame(
+                frame_id=i,
+                raw=streams_pb2.RawImage(
+                    width=image.shape[1], height=image.shape[0], format=streams_pb2.RGB24, data=image.tobytes()
+                ),
+            )
+        )
+        for i, image in enumerate(images)
+    ]
 
 
 async def run_streams(
-    address: str, spec: str, images: list[npt.NDArray[np.uint8]], streams: int
-) -> tuple[float, float, float]:
+    stub: recognition_pb2_grpc.RecognitionServiceStub,
+    spec: str,
+    requests: list[streams_pb2.StreamRecognizeRequest],
+    streams: int,
+    in_flight: int,
+) -> Run:
+    """``streams`` concurrent StreamRecognize calls, each keeping ``in_flight`` frames outstanding."""
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
 
-        async def one(index: int) -> None:
-            mine = images[index::streams]
-            sent: dict[int, float] = {}
-            call = stub.StreamRecognize()
-            await call.write(
-                streams_pb2.StreamRecognizeRequest(config=streams_pb2.StreamConfig(spec_id=spec, max_in_flight=1))
-            )
-            for i, image in enumerate(mine):
-                raw = streams_pb2.RawImage(
-                    width=image.shape[1], height=image.shape[0], format=streams_pb2.RGB24, data=image.tobytes()
-                )
-                sent[i] = time.perf_counter()
-                await call.write(streams_pb2.StreamRecognizeRequest(frame=streams_pb2.Frame(frame_id=i, raw=raw)))
-                response = await call.read()  # one frame in flight: wait for its result
-                assert response.status == streams_pb2.OK, response
-                latencies.append((time.perf_counter() - sent[response.frame_id]) * 1e3)
+    async def one(index: int) -> None:
+        mine = requests[index::streams]
+        sent: dict[int, float] = {}
+        window = asyncio.Semaphore(in_flight)
+        call = stub.StreamRecognize()
+        config = streams_pb2.StreamConfig(spec_id=spec, max_in_flight=in_flight, drop_policy=streams_pb2.BLOCK)
+        await call.write(streams_pb2.StreamRecognizeRequest(config=config))
+
+        async def write() -> None:
+            for request in mine:
+                await window.acquire()
+                sent[request.frame.frame_id] = time.perf_counter()
+                await call.write(request)
             await call.done_writing()
-            assert await call.read() is grpc.aio.EOF
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(streams)))
-        return summary(latencies, time.perf_counter() - started)
+        writer = asyncio.create_task(write())
+        for _ in mine:
+            response = await call.read()
+            assert response is not grpc.aio.EOF, "the stream ended early"
+            assert response.status == streams_pb2.OK, response
+            latencies.append((time.perf_counter() - sent[response.frame_id]) * 1e3)
+            window.release()
+        await writer
+        assert await call.read() is grpc.aio.EOF
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(streams)))
+    return timed(latencies, time.perf_counter() - started)
 
 
-async def wait_for_server(address: str, timeout_s: float = 60) -> None:
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def report(name: str, paths: dict[str, list[Run]]) -> None:
+    """One comparison: each path's median fps and pooled p50/p99, the stream's ratio to each baseline."""
+    stream = paths["stream"]
+    for base in (key for key in paths if key != "stream"):
+        ratios = [s.fps / b.fps for s, b in zip(stream, paths[base], strict=True)]
+        base_lat = [v for run in paths[base] for v in run.latencies]
+        stream_lat = [v for run in stream for v in run.latencies]
+        print(
+            f"{name:<23} {base:<7} {statistics.median(r.fps for r in paths[base]):>8.1f} "
+            f"{percentile(base_lat, 0.5):>7.2f} {percentile(base_lat, 0.99):>7.2f} | "
+            f"{statistics.median(r.fps for r in stream):>8.1f} {percentile(stream_lat, 0.5):>7.2f} "
+            f"{percentile(stream_lat, 0.99):>7.2f} | {statistics.median(ratios):>5.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) {percentile(stream_lat, 0.5) - percentile(base_lat, 0.5):>+7.2f}",
+            flush=True,
+        )
+
+
+async def wait_for_server(address: str, timeout_s: float = 120) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout_s
@@ -136,8 +255,8 @@ async def wait_for_server(address: str, timeout_s: float = 60) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="sightline-bench-"))
-    triton = EmbeddedTriton([BUNDLED_REPOSITORY, work / "models"], work / "triton")
     (work / "models").mkdir()
+    triton = EmbeddedTriton([BUNDLED_REPOSITORY, work / "models"], work / "triton")
     url = await triton.start(timeout_s=300)
     port = 50000 + os.getpid() % 10000
     env = dict(
@@ -153,24 +272,37 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         address = f"127.0.0.1:{port}"
         await wait_for_server(address)
-        recognizer = Recognizer(Catalog.load(BUNDLED_REPOSITORY), gateway)
+        catalog = Catalog.load(BUNDLED_REPOSITORY)
+        recognizer = Recognizer(catalog, gateway)
+        net = network_of(catalog, args.spec)
         width, height = (int(v) for v in args.size.split("x"))
         images = frames(args.frames, width, height)
-        # Warm both paths (model configs cached, connections open, batchers busy once).
-        await run_baseline(recognizer, args.spec, images[:20], 2)
-        await run_streams(address, args.spec, images[:20], 2)
-        print(f"spec {args.spec}, {args.frames} frames of {args.size} per run, one frame in flight per stream")
-        print(
-            f"{'streams':>7} | {'baseline fps':>12} {'p50 ms':>7} {'p99 ms':>7} | {'stream fps':>10} {'p50 ms':>7} "
-            f"{'p99 ms':>7} | {'fps ratio':>9} {'+p50 ms':>8}"
-        )
-        for streams in (int(s) for s in args.streams.split(",")):
-            base = await run_baseline(recognizer, args.spec, images, streams)
-            stream = await run_streams(address, args.spec, images, streams)
-            baseline_part = f"{base[0]:>12.1f} {base[1]:>7.2f} {base[2]:>7.2f}"
-            stream_part = f"{stream[0]:>10.1f} {stream[1]:>7.2f} {stream[2]:>7.2f}"
-            ratios = f"{stream[0] / base[0]:>9.2f} {stream[1] - base[1]:>+8.2f}"
-            print(f"{streams:>7} | {baseline_part} | {stream_part} | {ratios}")
+        requests = frame_requests(images)
+        options = [("grpc.max_send_message_length", 64 << 20)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
+            # Warm every path (model configs cached, connections open, batchers busy once).
+            await asyncio.to_thread(run_opencv, url, net, images[:40], 4)
+            await run_own(recognizer, args.spec, images[:40], 4)
+            await run_streams(stub, args.spec, requests[:40], 4, 1)
+            print(
+                f"spec {args.spec} (model {net.model}, input {net.width}x{net.height}), {args.frames} frames of "
+                f"{args.size} RGB24 per run, {args.repeat} interleaved repeats; fps: median of repeats; p50/p99 ms: "
+                "pooled; ratio: stream fps / baseline fps, median (range); +p50: stream p50 - baseline p50 (ms)"
+            )
+            print(
+                f"{'comparison':<23} {'base':<7} {'fps':>8} {'p50':>7} {'p99':>7} | {'stream':>8} {'p50':>7} "
+                f"{'p99':>7} | {'ratio':>5} {'(range)':<11} {'+p50':>7}"
+            )
+            cases = [("1 stream, 1 in flight", 1, 1, 1), ("1 stream, 4 in flight", 1, 4, 4)]
+            cases += [(f"{n} streams, 1 in flight", n, 1, n) for n in (int(s) for s in args.streams.split(",") if s)]
+            for name, streams, in_flight, parallel in cases:
+                paths: dict[str, list[Run]] = {"opencv": [], "own": [], "stream": []}
+                for _ in range(args.repeat):
+                    paths["opencv"].append(await asyncio.to_thread(run_opencv, url, net, images, parallel))
+                    paths["own"].append(await run_own(recognizer, args.spec, images, parallel))
+                    paths["stream"].append(await run_streams(stub, args.spec, requests, streams, in_flight))
+                report(name, paths)
     finally:
         await gateway.close()
         server.terminate()
@@ -180,10 +312,11 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", default="colors-v1")
-    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--spec", default="shapes-yolo-v1")
+    parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", default="320x240", help="frame size WxH")
-    parser.add_argument("--streams", default="1,8,32")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--streams", default="8,32", help="concurrent-stream counts, each stream 1 frame in flight")
     asyncio.run(main_async(parser.parse_args()))
 
 
