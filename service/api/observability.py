@@ -28,7 +28,7 @@ from opentelemetry import trace
 from service.api.handlers import Handler, HandlerInterceptor, Metadata, wrap_handler
 from service.observability import PROPAGATOR, REQUEST_ID, Metrics
 
-__all__ = ["ObservabilityInterceptor"]
+__all__ = ["ObservabilityInterceptor", "usable_request_id"]
 
 log = logging.getLogger("sightline.access")
 
@@ -37,7 +37,7 @@ _PROBES = ("/grpc.health.", "/grpc.reflection.")
 """Methods of health checks and reflection: counted, but logged at DEBUG and never traced."""
 
 
-def _usable_request_id(value: str) -> str:
+def usable_request_id(value: str) -> str:
     """The client's request id if it can travel back in metadata and in log lines (printable, ≤ 128 characters);
     "" otherwise, and the call gets one of its own."""
     return value if _REQUEST_ID.match(value) else ""
@@ -76,7 +76,7 @@ class _Observation:
         self._probe = method.startswith(_PROBES)
 
     def _begin(self, context: Any) -> tuple[str, Any]:
-        request_id = _usable_request_id(self._metadata.get("x-request-id", "")) or uuid.uuid4().hex
+        request_id = usable_request_id(self._metadata.get("x-request-id", "")) or uuid.uuid4().hex
         REQUEST_ID.set(request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
         if self._probe:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from opentelemetry import trace
 
-from service.api.observability import _usable_request_id
+from service.api.observability import usable_request_id
 from service.api.rest.errors import HttpError, error_response
 from service.api.rest.routes import PREFIX, RestRoutes, Route
 from service.auth import PRINCIPAL, Authenticator
@@ -123,7 +123,7 @@ class RestServer:
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        request_id = _usable_request_id(request.headers.get("X-Request-Id", "")) or uuid.uuid4().hex
+        request_id = usable_request_id(request.headers.get("X-Request-Id", "")) or uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else "unmatched"
