@@ -87,7 +87,10 @@ class Spool:
         self.folder = self.root / f"rest-{uuid.uuid4().hex}"
 
     def __enter__(self) -> Spool:
-        self.folder.mkdir(parents=True)
+        try:
+            self.folder.mkdir(parents=True)
+        except OSError as exc:
+            raise UnavailableError(f"the server could not store the upload ({exc.strerror}); retry later") from None
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -127,18 +130,14 @@ class Body:
     files: tuple[SpooledFile, ...] = ()
 
 
-def _media_type(request: web.Request) -> str:
-    return request.content_type.lower() if request.body_exists else ""
-
-
 async def read_body(
     request: web.Request, schema: Mapping[str, Schema], *, max_bytes: int, spool: Spool | None = None
 ) -> Body:
     """The body of ``request``: JSON (an object) or multipart/form-data, at most ``max_bytes`` of fields and
     images; uploaded files go to ``spool`` (refused without one). An empty body is ``{}``."""
-    media = _media_type(request)
-    if media in ("", "application/octet-stream") and not request.body_exists:
+    if not request.body_exists:  # clients send Content-Type: application/json on GET and DELETE too
         return Body({})
+    media = request.content_type.lower()
     if media == "application/json" or media.endswith("+json"):
         raw = await request.read()
         if not raw.strip():
@@ -153,7 +152,7 @@ async def read_body(
     if media.startswith("multipart/"):
         return await _read_multipart(request, schema, max_bytes, spool)
     raise UnsupportedMediaType(
-        f"a body of type {quote(media or 'unknown')} cannot be read: send application/json, or multipart/form-data "
+        f"a body of type {quote(media)} cannot be read: send application/json, or multipart/form-data "
         "when files or image bytes are sent"
     )
 
