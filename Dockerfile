@@ -28,7 +28,7 @@ COPY model_repository /opt/sightline/model_repository
 COPY samples /opt/sightline/samples
 WORKDIR /var/lib/sightline
 USER 10001
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["sightline", "health"]
 ENTRYPOINT ["sightline"]
 CMD ["serve"]
