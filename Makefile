@@ -19,9 +19,15 @@ NODE_MODULES := examples/node/node_modules/.package-lock.json
 $(NODE_MODULES): examples/node/package.json examples/node/package-lock.json
 	examples/node/install.sh
 
-## Start Sightline on the embedded Triton and recognise a bundled sample image once it is ready.
-run: $(STAMP)
-	$(BIN)/sightline serve --demo samples/red.png --demo-spec colors-v1
+TF_VENV  := .venv-tf
+TF_STAMP := $(TF_VENV)/.installed-stamp
+RUN_TF   := $(if $(filter 1 yes true,$(TF)),$(TF_STAMP),)
+
+## Start Sightline on the embedded Triton and recognise a bundled sample image once it is ready. `make run TF=1`
+## also builds the TensorFlow environment (.venv-tf) and converts TensorFlow uploads with it (SIGHTLINE_TF_PYTHON,
+## absolute); without it, TensorFlow uploads are refused and the start-up log says so.
+run: $(STAMP) $(RUN_TF)
+	$(if $(RUN_TF),SIGHTLINE_TF_PYTHON=$(abspath $(TF_VENV))/bin/python )$(BIN)/sightline serve --demo samples/red.png --demo-spec colors-v1
 
 ## The whole test suite (starts a real embedded Triton once per session).
 test: $(STAMP) $(NODE_MODULES)
@@ -65,8 +71,6 @@ protos-check: $(STAMP)
 		{ echo "service/convert/caffe/$$f is stale: run 'python scripts/gen_caffe_schema.py'"; exit 1; }; done
 	rm -rf .protos-check
 
-TF_VENV  := .venv-tf
-TF_STAMP := $(TF_VENV)/.installed-stamp
 $(TF_STAMP): service/convert/tensorflow/requirements.txt
 	$(PYTHON) -m venv $(TF_VENV)
 	$(TF_VENV)/bin/python -m pip install --quiet --upgrade pip

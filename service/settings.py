@@ -162,9 +162,10 @@ class Settings(BaseSettings):
     """How long Triton may take to load an uploaded network."""
 
     tf_python: Path | None = None
-    """The interpreter of the TensorFlow environment (``.venv-tf/bin/python``, built by ``make tf-env``) that converts
-    uploaded TensorFlow networks to ONNX in a subprocess. Unset: TensorFlow uploads are refused with
-    FAILED_PRECONDITION (Caffe and ONNX uploads need nothing more)."""
+    """The interpreter of the TensorFlow environment (``.venv-tf/bin/python``, built by ``make tf-env``; ``make run
+    TF=1`` builds it and sets this) that converts uploaded TensorFlow networks to ONNX in a subprocess; a relative
+    path is taken from the working folder at start-up. Unset: TensorFlow uploads are refused with
+    FAILED_PRECONDITION (Caffe and ONNX uploads need nothing more); the start-up log says which."""
 
     tf_timeout_s: float = Field(600.0, gt=0)
     """Longest a TensorFlow conversion may run (the CreateNetwork call waits for it); the converter is stopped
@@ -176,6 +177,13 @@ class Settings(BaseSettings):
 
     auth_cache_s: float = Field(10.0, ge=0)
     """How long a checked API key is remembered; a revoked key stops working within this time."""
+
+    @field_validator("tf_python")
+    @classmethod
+    def _absolute_tf_python(cls, value: Path | None) -> Path | None:
+        # Absolute, so that the converter subprocess finds it whatever its working folder; not resolved: a
+        # virtual environment's python is a symbolic link whose own path selects the environment.
+        return None if value is None else value.expanduser().absolute()
 
     @field_validator("url_allow", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from service.convert import ConverterOptions, ConverterUnavailableError, canonical_framework, convert_to_onnx
-from service.convert.tensorflow import ENABLE_HINT
+from service.convert.tensorflow import ENABLE_HINT, converter_status
 from service.domain import Network, parse_network, preprocessing_to_v07
 from service.errors import InvalidArgumentError
 from service.registry.deployments import Deployments
@@ -72,6 +72,10 @@ class Uploads:
         self._deployments = deployments
         self._limits = limits or UploadLimits()
         self._converter = converter or ConverterOptions()
+        on, line = converter_status(self._converter.tf_python)
+        # Said once at start-up (the composition root builds one Uploads): a TensorFlow upload is refused otherwise
+        # with nothing in the log before it.
+        (log.info if on else log.warning)("%s", line)
 
     async def create(self, org: str, draft: NetworkDraft, chunks: AsyncIterator[tuple[str, bytes]]) -> Network:
         """Create a network from its declaration and the chunks of its files (file name, bytes); the model loads

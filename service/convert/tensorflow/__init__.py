@@ -29,14 +29,15 @@ from service.convert.errors import ConversionError, ConverterUnavailableError, U
 from service.convert.onnx_model import load_model, rename_tensors
 from service.convert.result import ConversionResult
 
-__all__ = ["ENABLE_HINT", "WORKER", "convert_tensorflow", "detect_format"]
+__all__ = ["ENABLE_HINT", "WORKER", "convert_tensorflow", "converter_status", "default_python", "detect_format"]
 
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).resolve().with_name("worker.py")
 ENABLE_HINT = (
     "TensorFlow networks need the TensorFlow converter, which lives in an environment of its own: "
-    "run `make tf-env` and start the service with SIGHTLINE_TF_PYTHON=.venv-tf/bin/python"
+    "run `make tf-env` and start the service with SIGHTLINE_TF_PYTHON set to the absolute path of "
+    ".venv-tf/bin/python (`make run TF=1` does both)"
 )
 _USER_ERROR = 2
 _UNSUPPORTED = 3
@@ -237,3 +238,18 @@ def default_python() -> Path:
     """The interpreter of ``.venv-tf`` beside the project (what ``make tf-env`` builds), for tools and tests."""
     root = Path(__file__).resolve().parents[3]
     return root / ".venv-tf" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def converter_status(tf_python: Path | None) -> tuple[bool, str]:
+    """Whether TensorFlow uploads convert with this setting, and the start-up line that says so: the interpreter
+    when it is on; when it is off, why, and the absolute path to set (``.venv-tf``'s, if it was built)."""
+    if tf_python is not None and tf_python.exists():
+        return True, f"TensorFlow conversion is on: {tf_python}"
+    built = default_python()
+    hint = (
+        f"set SIGHTLINE_TF_PYTHON={built.absolute()}"
+        if built.exists()
+        else "run `make tf-env`, then set SIGHTLINE_TF_PYTHON to the absolute path of .venv-tf/bin/python"
+    )
+    why = "SIGHTLINE_TF_PYTHON is unset" if tf_python is None else f"SIGHTLINE_TF_PYTHON={tf_python} does not exist"
+    return False, f"TensorFlow conversion is off ({why}): TensorFlow uploads are refused; {hint}"
