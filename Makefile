@@ -54,8 +54,9 @@ lint: $(STAMP)
 	$(BIN)/kubernetes-validate --strict deploy/k8s/*.yaml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 
+## mypy --strict (pyproject's [tool.mypy]) over the product and the tests alike: tests/ has no relaxed override.
 typecheck: $(STAMP)
-	$(BIN)/mypy service postprocess
+	$(BIN)/mypy service postprocess tests
 
 ## Regenerate service/_proto from protos/ and the Caffe schema's generated code.
 protos: $(STAMP)

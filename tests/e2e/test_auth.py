@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -29,7 +30,8 @@ from service._proto.sightline.v1 import (
 )
 from service.auth import KeyKind, create_key
 from service.server import Application, running
-from tests.conftest import (
+from tests.e2e.helpers import classification, colors_spec, recognize
+from tests.helpers import (
     DATABASES,
     ROOT,
     Client,
@@ -40,7 +42,6 @@ from tests.conftest import (
     registry_settings,
     wait_task,
 )
-from tests.e2e.test_registry import classification, colors_spec, recognize
 
 
 @dataclass
@@ -106,7 +107,7 @@ async def world(
 Call = Callable[[Client, World], Awaitable[object]]
 
 
-async def _stream(c: Client, w: World, **target: str) -> object:
+async def _stream(c: Client, w: World, **target: Any) -> object:
     config = streams_pb2.StreamConfig(**target)
     frame = streams_pb2.Frame(frame_id=1, encoded=w.image)
     messages = [streams_pb2.StreamRecognizeRequest(config=config), streams_pb2.StreamRecognizeRequest(frame=frame)]

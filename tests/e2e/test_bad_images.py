@@ -4,6 +4,7 @@ and the server still recognising good images afterwards."""
 from __future__ import annotations
 
 import io
+from typing import TypeAlias
 
 import cv2
 import grpc
@@ -12,12 +13,11 @@ import pytest
 from PIL import Image
 
 from service._proto.sightline.v1 import recognition_pb2_grpc
-from tests.conftest import ROOT, encode
-from tests.e2e.test_recognition import COLORS, request
+from tests.e2e.helpers import COLORS, request
 from tests.fuzz.images_corpus import BAD_IMAGES
-from tests.service.test_images import cv2_jpeg
+from tests.helpers import ROOT, cv2_jpeg, encode
 
-Stub = recognition_pb2_grpc.RecognitionServiceStub
+Stub: TypeAlias = recognition_pb2_grpc.RecognitionServiceStub
 CODES = {
     "InvalidArgumentError": grpc.StatusCode.INVALID_ARGUMENT,
     "ResourceExhaustedError": grpc.StatusCode.RESOURCE_EXHAUSTED,

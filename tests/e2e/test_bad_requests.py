@@ -18,8 +18,8 @@ from grpc_status import rpc_status
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, tasks_pb2
 from service.auth import KeyKind, create_key
 from service.server import Application, running
-from tests.conftest import Client, TritonFixture, network_message, registry_settings
-from tests.e2e.test_registry import colors_spec
+from tests.e2e.helpers import colors_spec
+from tests.helpers import Client, TritonFixture, network_message, registry_settings
 
 RED = (Path(__file__).resolve().parents[2] / "samples" / "red.png").read_bytes()
 GARBAGE = [b"\xff" * 7, b"\x0a\xff\xff\xff\xff\x0f", bytes(range(256)), b"\x12\x05abc"]
@@ -28,7 +28,7 @@ truncated field."""
 
 
 def details(error: grpc.aio.AioRpcError) -> list[object]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "no google.rpc.Status details"
     found: list[object] = []
     for packed in status.details:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import av
@@ -12,17 +10,8 @@ import numpy as np
 from PIL import Image
 
 from service.server import Application
-from tests.conftest import ROOT
-from tests.e2e.test_recognition import COLORS
-
-
-async def sightline(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.e2e.helpers import COLORS, sightline
+from tests.helpers import ROOT
 
 
 async def test_recognize_json_is_the_v07_shape(app: Application) -> None:

@@ -33,10 +33,10 @@ from service.domain import (
     parse_post_processings,
     parse_preprocessing,
 )
-from service.registry import _served_post_processing, _served_preprocessing
+from service.registry.tensor_names import served_post_processing, served_preprocessing
 from service.server import Application, running
 from service.triton.repository import Signature
-from tests.conftest import (
+from tests.helpers import (
     DATABASES,
     ROOT,
     Client,
@@ -524,7 +524,7 @@ def test_uploaded_names_resolve_to_served_names() -> None:
             ]
         }
     )
-    served = _served_preprocessing(preprocessing, signature)
+    served = served_preprocessing(preprocessing, signature)
     assert [i.tensor_name for i in served.inputs] == ["image_tensor", "size"]
     assert served.inputs[1].constant is not None
     assert served.inputs[1].constant.data == ("image_tensor.1", 3.0)
@@ -543,12 +543,12 @@ def test_uploaded_names_resolve_to_served_names() -> None:
             {"classification": {"output_tensor": "detection_boxes:0"}},
         ]
     )
-    mapped = _served_post_processing(detection, signature)
+    mapped = served_post_processing(detection, signature)
     assert isinstance(mapped, DetectionPostProcessing)
     assert mapped.output == DirectOutput("detection_boxes", "detection_scores", "detection_classes")
     assert mapped.normalize_wrt_tensor == "image_tensor"
-    assert _served_post_processing(classification, signature) == ClassificationPostProcessing("detection_boxes")
-    assert _served_preprocessing(preprocessing, Signature((), (), 0)) is preprocessing
+    assert served_post_processing(classification, signature) == ClassificationPostProcessing("detection_boxes")
+    assert served_preprocessing(preprocessing, Signature((), (), 0)) is preprocessing
 
 
 # ============================================================================================ TensorFlow

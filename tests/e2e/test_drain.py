@@ -17,9 +17,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service._proto.sightline.v1 import inference_pb2, networks_pb2, networks_pb2_grpc, recognition_pb2_grpc
-from tests.conftest import TritonFixture, colors_files, network_message, upload_messages
 from tests.e2e.external import ROOT, ExternalService
 from tests.e2e.stream_child import requests
+from tests.helpers import TritonFixture, colors_files, network_message, upload_messages
 
 GRACE_S = 4.0
 DELAY_S = 1.0

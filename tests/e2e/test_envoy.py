@@ -24,11 +24,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2_grpc, streams_pb2
 from service.server import Application
-from tests.conftest import TritonFixture
 from tests.e2e.external import ExternalService
+from tests.e2e.helpers import COLORS, node_executable, run_client, stream_output
 from tests.e2e.stream_child import requests as stream_requests
-from tests.e2e.test_node_client import node_executable, run_client, stream_output
-from tests.e2e.test_recognition import COLORS
+from tests.helpers import TritonFixture
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "envoy" / "envoy.yaml"

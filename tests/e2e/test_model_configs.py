@@ -19,7 +19,7 @@ from service.errors import InferenceFailedError, InvalidArgumentError
 from service.triton.gateway import GrpcTritonGateway
 from service.triton.repository import MODEL_FILE, config_pbtxt, inspect_onnx
 from service.triton.tensors import DATA_TYPES, data_type
-from tests.conftest import TritonFixture
+from tests.helpers import TritonFixture
 
 ONNX_TYPES = {
     "BOOL": TensorProto.BOOL,

@@ -5,73 +5,22 @@ It needs Node.js and examples/node/node_modules, which ``examples/node/install.s
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.server import Application
-from tests.e2e.test_cli import sightline
-from tests.e2e.test_recognition import COLORS
+from tests.e2e.helpers import COLORS, StreamOutput, node_executable, run_client, sightline, stream_output
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIENT_DIR = ROOT / "examples" / "node"
-RUN_TIMEOUT_S = 60.0
-
-
-def node_executable() -> str:
-    """The ``node`` binary, once the example's dependencies are installed; fails (never skips) otherwise."""
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("node is not on PATH: install Node.js 18+ (e.g. apt-get install nodejs npm)")
-    if not (CLIENT_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        pytest.fail("examples/node/node_modules is missing: run examples/node/install.sh (npm ci) first")
-    return path
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
     return node_executable()
-
-
-async def run_client(node: str, *args: str, timeout_s: float = RUN_TIMEOUT_S) -> tuple[int, str, str]:
-    # Asynchronous on purpose: the server under test answers on this same event loop.
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENT_DIR / "client.js"),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        pytest.fail(f"the Node client ran longer than {timeout_s} s")
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-@dataclass(frozen=True)
-class StreamOutput:
-    results: list[dict[str, Any]]
-    summary: dict[str, Any]
-
-
-def stream_output(out: str) -> StreamOutput:
-    """The stream mode's stdout: one JSON line per result, then the summary line."""
-    lines = [json.loads(line) for line in out.splitlines()]
-    assert lines, "the stream printed nothing"
-    assert set(lines[-1]) == {"summary"}, f"the last line is not the summary: {lines[-1]}"
-    assert all("frame_id" in line and "summary" not in line for line in lines[:-1])
-    return StreamOutput(results=lines[:-1], summary=lines[-1]["summary"])
 
 
 def rgb(name: str) -> str:

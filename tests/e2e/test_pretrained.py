@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pytest
@@ -18,9 +18,9 @@ from PIL import Image
 from skimage import data
 
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, recognition_pb2_grpc
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
-Stub = recognition_pb2_grpc.RecognitionServiceStub
+Stub: TypeAlias = recognition_pb2_grpc.RecognitionServiceStub
 CLASSIFIER = "imagenet-efficientnet-lite0-v1"
 FACES = "faces-v1"
 FIGURES = json.loads((ROOT / "tools" / "pretrained" / "figures.json").read_text())
@@ -40,7 +40,9 @@ ASTRONAUT_FACE_PX = (180, 82, 274, 164)
 
 def photograph(name: str) -> bytes:
     """One of scikit-image's bundled photographs as PNG bytes (lossless: the pixels PyTorch saw)."""
-    array = data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(data, name)()
+    # scikit-image ships no annotations for stereo_motorcycle (a pair of images, unlike the other photographs).
+    pair = data.stereo_motorcycle() if name == "motorcycle_left" else None  # type: ignore[no-untyped-call]
+    array = pair[0] if pair is not None else getattr(data, name)()
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array)[..., :3]).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -20,8 +20,8 @@ from grpc_reflection.v1alpha import reflection_pb2
 from service._proto.sightline.v1 import networks_pb2
 from service.auth import KeyKind, create_key
 from service.server import Application, running
-from tests.conftest import Client, TritonFixture, colors_files, network_message, registry_settings
 from tests.e2e.external import ExternalService, scrape, wait_until
+from tests.helpers import Client, TritonFixture, colors_files, network_message, registry_settings
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -23,9 +23,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.server import Application, running
 from service.settings import Settings
-from tests.conftest import TritonFixture
-from tests.e2e.test_recognition import COLORS, request
-from tests.e2e.test_streams import frame, slow_config
+from tests.e2e.helpers import COLORS, frame, request, slow_config
+from tests.helpers import TritonFixture
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -57,7 +56,7 @@ async def test_unreachable_triton_is_not_serving_and_unavailable(
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.Recognize(request(solid_image(COLORS["red"])))
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-        status = rpc_status.from_call(error.value)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error.value)
         assert status is not None
         assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
 
@@ -127,7 +126,7 @@ async def test_request_id_and_trace_context(
     assert client.parent.span_id == server.context.span_id
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await recognition.Recognize(request(b"junk"), metadata=(("x-request-id", "req-456"),))
-    status = rpc_status.from_call(error.value)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error.value)
     assert status is not None
     info = error_details_pb2.ErrorInfo()
     next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(info)

@@ -20,15 +20,10 @@ from service._proto.sightline.v1 import (
     tasks_pb2,
     tasks_pb2_grpc,
 )
-from tests.conftest import COLOR_SAMPLES, encode
+from tests.e2e.helpers import COLORS, request
+from tests.helpers import encode
 
 SolidImage = Callable[..., bytes]
-COLORS = COLOR_SAMPLES
-
-
-def request(content: bytes = b"", *, spec: str = "colors-v1", **kwargs: object) -> inference_pb2.RecognizeRequest:
-    image = inference_pb2.ImageInput(content=content)
-    return inference_pb2.RecognizeRequest(spec_id=spec, inputs=[inference_pb2.Input(image=image)], **kwargs)
 
 
 @pytest.mark.parametrize("name", list(COLORS))
@@ -241,9 +236,9 @@ async def test_error_details_name_the_field(recognition: recognition_pb2_grpc.Re
 
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await recognition.Recognize(inference_pb2.RecognizeRequest(spec_id="colors-v1"))
-    status = rpc_status.from_call(error.value)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error.value)
     assert status is not None
-    violations = []
+    violations: list[str] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

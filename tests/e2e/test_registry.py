@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import onnx
 import pytest
 from google.protobuf import field_mask_pb2, json_format, struct_pb2
@@ -29,40 +30,11 @@ from service._proto.sightline.v1 import (
     tasks_pb2,
 )
 from service.server import Application
-from tests.conftest import COLORS_PREPROCESSING, Client, colors_files, network_message, upload_messages, wait_task
+from tests.e2e.helpers import classification, colors_spec, recognize
+from tests.helpers import COLORS_PREPROCESSING, Client, colors_files, network_message, upload_messages, wait_task
 
 SolidImage = Callable[..., bytes]
 RED = (230, 20, 25)
-COLOR_LABELS = ["red", "green", "blue", "yellow", "black", "white"]
-
-
-def colors_spec(name: str = "My colours") -> recognition_pb2.Specification:
-    body = {
-        "name": name,
-        "metadata": {"team": "vision"},
-        "outputs": [
-            {
-                "labels": {
-                    "labels": [{"id": 10 + i, "name": n} for i, n in enumerate(COLOR_LABELS)],
-                    "exclusive": True,
-                    "roi": "NONE",
-                }
-            }
-        ],
-    }
-    return json_format.ParseDict(body, recognition_pb2.Specification())
-
-
-def classification(tensor: str = "share", **extra: Any) -> recognition_pb2.PostProcessing:
-    return json_format.ParseDict(
-        {"classification": {"output_tensor": tensor, **extra}}, recognition_pb2.PostProcessing()
-    )
-
-
-def recognize(image: bytes, **target: str) -> inference_pb2.RecognizeRequest:
-    return inference_pb2.RecognizeRequest(
-        inputs=[inference_pb2.Input(image=inference_pb2.ImageInput(content=image))], show_discarded=True, **target
-    )
 
 
 def violations(error: grpc.aio.AioRpcError) -> list[str]:
@@ -309,7 +281,7 @@ TINY_PREPROCESSING = {
 }
 
 
-def npy(array: np.ndarray) -> bytes:
+def npy(array: npt.NDArray[Any]) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()

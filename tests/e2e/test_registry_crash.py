@@ -19,7 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service._proto.sightline.v1 import common_pb2, networks_pb2, recognition_pb2, tasks_pb2
 from service.server import running
 from service.triton.gateway import GrpcTritonGateway
-from tests.conftest import (
+from tests.e2e.external import free_port
+from tests.e2e.helpers import classification, colors_spec, recognize
+from tests.helpers import (
     DATABASES,
     ROOT,
     Client,
@@ -31,8 +33,6 @@ from tests.conftest import (
     upload_messages,
     wait_task,
 )
-from tests.e2e.external import free_port
-from tests.e2e.test_registry import classification, colors_spec, recognize
 
 PREFIX = "crash-net-"
 

@@ -31,8 +31,8 @@ from deepomatic.api.inputs import ImageInput
 from google.protobuf import json_format
 
 from service._proto.sightline.v1 import inference_pb2, networks_pb2, networks_pb2_grpc, recognition_pb2_grpc
-from tests.conftest import COLORS_PREPROCESSING, TritonFixture, colors_files
 from tests.e2e.external import ROOT, ExternalService, free_port
+from tests.helpers import COLORS_PREPROCESSING, TritonFixture, colors_files
 
 RED = ROOT / "samples" / "red.png"
 SCENE = ROOT / "samples" / "shapes-scene.png"
@@ -375,7 +375,7 @@ def test_bad_bodies_get_clear_answers(rest: Rest) -> None:
     bad_bool = requests.post(
         url,
         headers=key,
-        files={"inputs[0]image.source": ("a.png", RED.read_bytes()), "show_discarded": (None, "maybe")},
+        files={"inputs[0]image.source": ("a.png", RED.read_bytes()), "show_discarded": (None, b"maybe")},
         timeout=10,
     )
     assert bad_bool.status_code == 400

@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 
 from service.server import Application, running
 from service.settings import Settings
-from tests.conftest import TritonFixture
+from tests.helpers import TritonFixture
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import pytest
 
 from service._proto.sightline.v1 import inference_pb2, recognition_pb2_grpc, streams_pb2
-from tests.conftest import TritonFixture
 from tests.e2e.external import ROOT, ExternalService, scrape, total, wait_until
 from tests.e2e.stream_child import requests
+from tests.helpers import TritonFixture
 
-Stub = recognition_pb2_grpc.RecognitionServiceStub
+Stub: TypeAlias = recognition_pb2_grpc.RecognitionServiceStub
 RED = (ROOT / "samples" / "red.png").read_bytes()
 OUTPUT_KINDS = ["colors-v1", "shape-tags-v1", "shapes-yolo-v1", "shapes-anchored-v1", "shapes-direct-v1"]
 """A classifier, a tagger and the three detection decoders."""
@@ -96,7 +97,8 @@ def cancel_after(stub: Stub, spec: str, results: int, *, ordering: int = streams
             if read >= results:
                 call.cancel()
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[no-any-return]
+        code: grpc.StatusCode = exc.code()
+        return code
     return grpc.StatusCode.OK
 
 

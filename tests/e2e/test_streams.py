@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
+from typing import TypeAlias
 
 import grpc
 import numpy as np
@@ -13,31 +14,13 @@ from google.rpc import error_details_pb2, status_pb2
 
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.server import Application
-from tests.conftest import encode
-from tests.e2e.test_recognition import COLORS
+from tests.e2e.helpers import COLORS, config, frame, slow_config, solid
 
-Stub = recognition_pb2_grpc.RecognitionServiceStub
+Stub: TypeAlias = recognition_pb2_grpc.RecognitionServiceStub
 NAMES = list(COLORS)
 
 
-def config(**kwargs: object) -> streams_pb2.StreamRecognizeRequest:
-    kwargs.setdefault("spec_id", "colors-v1")
-    return streams_pb2.StreamRecognizeRequest(config=streams_pb2.StreamConfig(**kwargs))
-
-
-def solid(name: str, size: tuple[int, int] = (48, 32)) -> np.ndarray:
-    array = np.zeros((size[1], size[0], 3), dtype=np.uint8)
-    array[:] = COLORS[name]
-    return array
-
-
-def frame(frame_id: int, name: str) -> streams_pb2.StreamRecognizeRequest:
-    f = streams_pb2.Frame(frame_id=frame_id, encoded=encode(solid(name)))
-    f.timestamp.FromMilliseconds(1_700_000_000_000 + frame_id)
-    return streams_pb2.StreamRecognizeRequest(frame=f)
-
-
-def raw_frame(frame_id: int, name: str, fmt: int) -> streams_pb2.StreamRecognizeRequest:
+def raw_frame(frame_id: int, name: str, fmt: streams_pb2.PixelFormat) -> streams_pb2.StreamRecognizeRequest:
     pixels = solid(name)
     if fmt == streams_pb2.BGR24:
         pixels = pixels[..., ::-1]
@@ -77,7 +60,7 @@ async def test_as_completed_answers_every_frame(recognition: Stub) -> None:
 
 
 @pytest.mark.parametrize("fmt", [streams_pb2.RGB24, streams_pb2.BGR24])
-async def test_raw_pixels(recognition: Stub, fmt: int) -> None:
+async def test_raw_pixels(recognition: Stub, fmt: streams_pb2.PixelFormat) -> None:
     responses = await run(recognition, [config(), raw_frame(1, "blue", fmt), raw_frame(2, "yellow", fmt)])
     assert [top(r) for r in responses] == ["blue", "yellow"]
 
@@ -157,10 +140,6 @@ async def test_bad_configs_end_the_stream_with_a_status(
 
 
 # ------------------------------------------------------------------------------------- slow model (60 ms)
-
-
-def slow_config(**kwargs: object) -> streams_pb2.StreamRecognizeRequest:
-    return config(spec_id="slow-colors-v1", **kwargs)
 
 
 async def test_block_loses_nothing_and_slows_the_producer(slow_recognition: Stub) -> None:

@@ -16,7 +16,7 @@ from service.errors import (
     UnavailableError,
 )
 from service.triton.gateway import GrpcTritonGateway, _domain_error
-from tests.conftest import TritonFixture
+from tests.helpers import TritonFixture
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def test_triton_killed_and_brought_back(tmp_path: Path) -> None:
             with pytest.raises(grpc.RpcError) as down:
                 recognize(channel)
             assert down.value.code() is grpc.StatusCode.UNAVAILABLE, down.value
-            status = rpc_status.from_call(down.value)  # type: ignore[arg-type]
+            status = rpc_status.from_call(down.value)
             assert status is not None
             assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
             # v0.7 clients retry a 503 (never a task that failed): the call is refused before a task exists.

@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tritonclient.grpc.aio as grpcclient
 
 from service.triton.embedded import EmbeddedTriton
-from tests.conftest import ROOT, write_slow_model
+from tests.e2e.triton_load import Load, request
+from tests.helpers import ROOT, write_slow_model
 
 START_TIMEOUT_S = 120.0
 
@@ -63,64 +64,16 @@ def still_there(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
-def request(model: str) -> tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
-    data = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
-    tensor = grpcclient.InferInput("data", list(data.shape), "FP32")
-    tensor.set_data_from_numpy(data)
-    return [tensor], [grpcclient.InferRequestedOutput("share")]
-
-
-async def infer_once(url: str, model: str = "colors") -> np.ndarray:
+async def infer_once(url: str, model: str = "colors") -> npt.NDArray[np.float32]:
     client = grpcclient.InferenceServerClient(url)
     try:
         inputs, outputs = request(model)
         result = await client.infer(model, inputs, outputs=outputs, client_timeout=10)
         share = result.as_numpy("share")
         assert share is not None
-        return share
+        return np.asarray(share, dtype=np.float32)
     finally:
         await client.close()
-
-
-@dataclass
-class Load:
-    """Requests kept in flight against one model until stopped; counts of answers and failures."""
-
-    url: str
-    model: str
-    in_flight: int
-    ok: int = 0
-    failed: int = 0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def _worker(self) -> None:
-        client = grpcclient.InferenceServerClient(self.url)
-        inputs, outputs = request(self.model)
-        try:
-            while True:
-                try:
-                    await client.infer(self.model, inputs, outputs=outputs, client_timeout=5)
-                    self.ok += 1
-                except Exception:
-                    self.failed += 1
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.close()
-
-    async def __aenter__(self) -> Load:
-        self.tasks = [asyncio.create_task(self._worker()) for _ in range(self.in_flight)]
-        deadline = time.monotonic() + 30
-        while self.ok < self.in_flight:
-            assert time.monotonic() < deadline, f"no answers from {self.model}: {self.failed} failures"
-            await asyncio.sleep(0.05)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @pytest.fixture
@@ -204,7 +157,7 @@ SERVICE = """
 import asyncio, sys
 from pathlib import Path
 from service.triton.embedded import EmbeddedTriton
-from tests.e2e.test_triton_process import Load
+from tests.e2e.triton_load import Load
 
 async def main() -> None:
     work = Path(sys.argv[1])

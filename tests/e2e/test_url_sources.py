@@ -14,8 +14,8 @@ import pytest
 from service._proto.sightline.v1 import inference_pb2, recognition_pb2_grpc
 from service.server import running
 from service.settings import Settings
-from tests.conftest import TritonFixture
-from tests.e2e.test_recognition import COLORS
+from tests.e2e.helpers import COLORS
+from tests.helpers import TritonFixture
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from zoo import fixtures, scenes, video
 from zoo.evaluate_service import spec_of
 from zoo.runtime import REPOSITORY, ZOO_MODELS, OfflineModel
 
-Stub = recognition_pb2_grpc.RecognitionServiceStub
+Stub: TypeAlias = recognition_pb2_grpc.RecognitionServiceStub
 ONE_SHAPE = [c for c in fixtures.CASES if len(c.placements) == 1]
 
 

@@ -33,9 +33,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from service._proto.sightline.v1 import inference_pb2, networks_pb2, recognition_pb2, streams_pb2, tasks_pb2
-from tests.conftest import TritonFixture
 from tests.e2e.external import ROOT, ExternalService
 from tests.fuzz.strategies import LEARNED, garbage, requests, valid_requests
+from tests.helpers import TritonFixture
 
 pytestmark = pytest.mark.e2e
 

@@ -33,7 +33,7 @@ from postprocess import (
     reframe,
 )
 from postprocess.boxes import box_iou
-from tests.postprocess.test_nms import kernel
+from tests.postprocess.helpers import kernel
 
 LABELS = (Label(1, "person"), Label(2, "bicycle"), Label(3, "car"))
 SIZE = (100, 100)  # input (height, width): pixels are percents

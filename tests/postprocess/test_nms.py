@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 import postprocess.nms  # noqa: F401  (the module object is taken from sys.modules below)
 from postprocess.boxes import box_iou
 from postprocess.nms import batched_nms, nms, ranked_nms, score_order
+from tests.postprocess.helpers import KERNELS, kernel
 
 NMS_MODULE = sys.modules["postprocess.nms"]
 THRESHOLDS = (0.0, 0.1, 0.25, 0.3, 0.45, 0.5, 0.7, 0.9, 1.0)
@@ -277,22 +278,6 @@ def test_invalid_arguments() -> None:
 
 # The kernels: a plain loop (a handful of boxes), the heads rounds (clusters of duplicates) handing over
 # to the sweep, and the sweep alone (the implementation before the heads kernel, kept as an oracle).
-KERNELS: dict[str, dict[str, int | bool]] = {
-    "default": {},
-    "loop": {"_SMALL": 1 << 30},
-    "heads": {"_SMALL": 0},
-    "heads-early-handover": {"_SMALL": 0, "_HEADS_PROGRESS": 1, "_HEADS_ROUNDS": 1},
-    "heads-to-the-end": {"_SMALL": 0, "_HEADS_PROGRESS": 1 << 30},
-    "sweep": {"_SMALL": 0, "_HEADS": False},
-}
-
-
-@contextmanager
-def kernel(name: str) -> Iterator[None]:
-    with ExitStack() as stack:
-        for attribute, value in KERNELS[name].items():
-            stack.enter_context(mock.patch.object(NMS_MODULE, attribute, value))
-        yield
 
 
 @st.composite

@@ -89,13 +89,13 @@ def test_bad_preprocessing_names_the_field(raw: dict[str, Any], field: str) -> N
 def test_gray_alias_and_unknown_enum_numbers_from_protobuf() -> None:
     assert parse_preprocessing(prep(color_channels="GRAY")).inputs[0].image.color_channels.value == "L"  # type: ignore[union-attr]
     message = json_format.ParseDict(prep(), networks_pb2.Preprocessing())
-    message.inputs[0].image.resize_type = 42  # an enum number this server does not know
+    message.inputs[0].image.resize_type = 42  # type: ignore[assignment]  # an enum number this server does not know
     raw = json_format.MessageToDict(message, preserving_proto_field_name=True)
     with pytest.raises(InvalidArgumentError, match="42 is not one of SQUASH"):
         parse_preprocessing(raw)
 
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "name": "shapes",
     "outputs": [
         {"labels": {"labels": [{"id": 3, "name": "a"}, {"id": 9, "name": "b"}], "exclusive": True, "roi": "BBOX"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from google.protobuf import json_format
 
@@ -25,8 +26,8 @@ def detection(box: tuple[float, float, float, float]) -> inference_pb2.Recogniti
     )
 
 
-def changed(image: np.ndarray, drawn: np.ndarray) -> np.ndarray:
-    return np.any(image != drawn, axis=2)
+def changed(image: npt.NDArray[np.uint8], drawn: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    return np.asarray(np.any(image != drawn, axis=2))
 
 
 def measure(width: int, height: int) -> tuple[int, int, int]:

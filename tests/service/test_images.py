@@ -23,6 +23,7 @@ from service.images import DecodeBudget, EncodedImage, decode_image, to_rgb
 from service.recognition import Recognizer, needed_size
 from tests.fuzz import images_corpus
 from tests.fuzz.images_corpus import BAD_IMAGES, encode, jpeg_truncated_6000, mutations
+from tests.helpers import cv2_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX = 40_000_000
@@ -197,12 +198,6 @@ def photo_like(width: int, height: int, seed: int = 0) -> npt.NDArray[np.uint8]:
     noisy = picture.astype(np.int16) + rng.normal(0, 4, picture.shape).astype(np.int16)
     out: npt.NDArray[np.uint8] = np.clip(noisy, 0, 255).astype(np.uint8)
     return out
-
-
-def cv2_jpeg(bgr: npt.NDArray[np.uint8], quality: int = 92) -> bytes:
-    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return bytes(buffer)
 
 
 def test_photo_decodes_like_opencv_at_full_and_reduced_scale() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from service.domain import (
@@ -17,7 +18,7 @@ from service.domain import (
 )
 from service.errors import InvalidArgumentError, ResourceExhaustedError
 from service.preprocess import Region, build_inputs, crop, decode_image, image_tensor, resize, resolve_source
-from tests.conftest import encode
+from tests.helpers import encode
 
 # A 2 x 3 image (H = 2, W = 3) whose every value is distinct: pixel (y, x) channel c = 100 y + 10 x + c.
 IMAGE = np.array([[[100 * y + 10 * x + c for c in range(3)] for x in range(3)] for y in range(2)], dtype=np.uint8)
@@ -78,10 +79,12 @@ def test_scaling_and_unitary_mean_give_minus_one_to_one() -> None:
 def test_full_size_mean_is_subtracted_per_pixel_and_other_sizes_per_channel() -> None:
     mean = np.arange(18, dtype=np.float32).reshape(2, 3, 3)
     tensor = image_tensor(IMAGE, spec(dimension_order=DimensionOrder.NHWC), mean)
-    np.testing.assert_allclose(tensor, IMAGE.astype(np.float32) - mean)
+    np.testing.assert_allclose(np.asarray(tensor, dtype=np.float32), IMAGE.astype(np.float32) - mean)
     odd = np.arange(48, dtype=np.float32).reshape(4, 4, 3)
     tensor = image_tensor(IMAGE, spec(dimension_order=DimensionOrder.NHWC), odd)
-    np.testing.assert_allclose(tensor, IMAGE.astype(np.float32) - odd.mean(axis=(0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(tensor, dtype=np.float32), IMAGE.astype(np.float32) - odd.mean(axis=(0, 1)), rtol=1e-6
+    )
 
 
 def test_uint8_is_raw_pixels() -> None:
@@ -90,7 +93,7 @@ def test_uint8_is_raw_pixels() -> None:
     np.testing.assert_array_equal(tensor, IMAGE)
 
 
-def stripes(width: int, height: int) -> np.ndarray:
+def stripes(width: int, height: int) -> npt.NDArray[np.uint8]:
     """Each column its own red value (10 x), constant down the column."""
     image = np.zeros((height, width, 3), dtype=np.uint8)
     image[..., 0] = (np.arange(width) * 10)[None, :]

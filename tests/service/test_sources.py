@@ -29,7 +29,7 @@ from service.errors import (
     SourceUnavailableError,
 )
 from service.sources import AddressPolicy, UrlFetcher, forbidden_kind, is_url_source
-from tests.conftest import encode
+from tests.helpers import encode
 
 RED_PNG = encode(np.full((6, 8, 3), (230, 20, 25), dtype=np.uint8))
 LIMIT = 4096

@@ -25,7 +25,7 @@ from service.tasks import TaskRunner, TaskStatus
 from service.triton.gateway import ModelLoadError
 from service.triton.repository import ModelRepository
 from service.triton.tensors import Signature
-from tests.conftest import COLORS, DATABASES, fresh_database
+from tests.helpers import COLORS, DATABASES, fresh_database
 
 
 @pytest.fixture(params=DATABASES)

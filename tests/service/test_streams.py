@@ -36,8 +36,8 @@ from service.streams import (
 )
 from service.triton.gateway import TritonGateway
 from service.triton.tensors import Signature, TensorSignature
-from tests.conftest import COLOR_SAMPLES
 from tests.fakes import FakeCall, FakeTritonGateway
+from tests.helpers import COLOR_SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = Catalog.load(ROOT / "model_repository")

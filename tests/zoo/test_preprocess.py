@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image
 
@@ -14,7 +15,7 @@ from service import preprocess as service_preprocess
 from zoo import preprocess, scenes
 
 
-def _image() -> np.ndarray:
+def _image() -> npt.NDArray[np.uint8]:
     return scenes.detection_scene(7, size=(150, 90)).image
 
 
@@ -31,7 +32,7 @@ def test_float_bgr_nchw_with_mean(tmp_path: Path) -> None:
         "data_type": "FLOAT32",
     }
     tensor = preprocess.image_tensor(Image.fromarray(_image()), spec, tmp_path)
-    resized = np.asarray(Image.fromarray(_image()).resize((64, 32), Image.BILINEAR)).astype(np.float32)
+    resized = np.asarray(Image.fromarray(_image()).resize((64, 32), Image.Resampling.BILINEAR)).astype(np.float32)
     expected = (resized[..., ::-1] - mean).transpose(2, 0, 1)
     assert tensor.shape == (3, 32, 64)
     assert tensor.dtype == np.float32
@@ -51,7 +52,9 @@ def test_uint8_nhwc() -> None:
     tensor = preprocess.image_tensor(Image.fromarray(_image()), spec)
     assert tensor.shape == (40, 50, 3)
     assert tensor.dtype == np.uint8
-    np.testing.assert_array_equal(tensor, np.asarray(Image.fromarray(_image()).resize((50, 40), Image.BILINEAR)))
+    np.testing.assert_array_equal(
+        tensor, np.asarray(Image.fromarray(_image()).resize((50, 40), Image.Resampling.BILINEAR))
+    )
 
 
 def test_scaling_and_unitary_mean(tmp_path: Path) -> None:

@@ -4,9 +4,12 @@ It makes "a slow model" for drop policies, latency limits and cancellation. Copi
 ``slow-colors/1/model.py`` beside the bundled colors model's metadata.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import time
+from typing import Any
 
 sys.path[:0] = [p for p in os.environ.get("SIGHTLINE_BACKEND_PATH", "").split(os.pathsep) if p]
 
@@ -18,7 +21,7 @@ DELAY_S = 0.06
 
 
 class TritonPythonModel:
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         time.sleep(DELAY_S)
         responses = []
         for request in requests:

@@ -51,8 +51,9 @@ def client_encoding(data: dict[str, Any], files: dict[str, Any]) -> tuple[bytes,
     for key, value in helper.dump_json_for_multipart(files).items():
         parts[key] = value if isinstance(value, (bytes, tuple)) else (None, value, "application/json")
     prepared = requests.Request("POST", "http://x/", data=fields, files=parts).prepare()
-    assert isinstance(prepared.body, bytes)
-    return prepared.body, prepared.headers["Content-Type"]
+    content_type = prepared.headers["Content-Type"]
+    assert isinstance(prepared.body, bytes) and isinstance(content_type, str)
+    return prepared.body, content_type
 
 
 @pytest.fixture
