@@ -52,7 +52,8 @@ def client_encoding(data: dict[str, Any], files: dict[str, Any]) -> tuple[bytes,
         parts[key] = value if isinstance(value, (bytes, tuple)) else (None, value, "application/json")
     prepared = requests.Request("POST", "http://x/", data=fields, files=parts).prepare()
     content_type = prepared.headers["Content-Type"]
-    assert isinstance(prepared.body, bytes) and isinstance(content_type, str)
+    assert isinstance(prepared.body, bytes)
+    assert isinstance(content_type, str)
     return prepared.body, content_type
 
 
