@@ -43,3 +43,17 @@ def test_the_wheel_serves_the_public_models(tmp_path: Path) -> None:
         json.loads(p.read_text())["spec"]["id"] for p in (ROOT / "model_repository").glob("*/sightline.json")
     )
     assert specs == expected
+
+    # The sightline command, both sides of it, from the installed copy.
+    assert {"service/cli/__init__.py", "service/cli/server.py", "service/cli/client.py"} <= set(names)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "sightline = service.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    usage = subprocess.run(
+        [sys.executable, "-m", "service.cli", "--help"],
+        env={"PYTHONPATH": str(site)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "{serve,models,recognize,stream,health,keys}" in usage
