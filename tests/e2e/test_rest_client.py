@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ from deepomatic.api.inputs import ImageInput
 from google.protobuf import json_format
 
 from service._proto.sightline.v1 import inference_pb2, networks_pb2, networks_pb2_grpc, recognition_pb2_grpc
-from tests.e2e.external import ROOT, ExternalService, free_port
+from tests.e2e.external import ROOT, ExternalService, free_port, wait_until
 from tests.helpers import COLORS_PREPROCESSING, TritonFixture, colors_files
 
 RED = ROOT / "samples" / "red.png"
@@ -392,3 +393,72 @@ def test_bad_bodies_get_clear_answers(rest: Rest) -> None:
     task = requests.get(f"{rest.url}/v0.7/tasks/{garbage_image.json()['task_id']}/", headers=key, timeout=10).json()
     rest.service.assert_alive()
     assert task["status"] in ("pending", "error")
+
+
+# ------------------------------------------------------------------------------------------- other clients
+
+
+def test_a_node_client_with_only_fetch_gets_the_same_json(client: Client, rest: Rest) -> None:
+    """Another language, no client library: Node's built-in fetch and FormData (a multipart file part, pages
+    followed through ``next``), compared with the official Python client on the same image."""
+    done = subprocess.run(
+        [
+            "node",
+            str(ROOT / "tests" / "e2e" / "rest_client.mjs"),
+            rest.url,
+            rest.keys.admin,
+            "shapes-yolo-v1",
+            str(SCENE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert sorted(answer["public"]) == PUBLIC_SPECS
+    spec = client.RecognitionSpec.retrieve("shapes-yolo-v1")
+    assert answer["result"] == spec.inference(
+        inputs=[ImageInput(SCENE.read_bytes(), encoding="binary")], show_discarded=True
+    )
+
+
+def test_a_service_killed_mid_upload_leaves_no_staged_file_and_no_network(
+    triton: TritonFixture, tmp_path: Path
+) -> None:
+    """SIGKILL while a REST upload is being spooled, then a restart on the same data folder: the spool is gone and
+    no network row or model folder remains."""
+    rest_port = free_port()
+    settings = {
+        "SIGHTLINE_TRITON_URL": triton.url,
+        "SIGHTLINE_MODELS_DIR": str(triton.models),
+        "SIGHTLINE_MODEL_NAME_PREFIX": "rest-kill-",
+        "SIGHTLINE_REST_PORT": str(rest_port),
+    }
+    service = ExternalService(tmp_path, **settings).start()
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nhalf\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="framework"\r\n\r\nonnx\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="model.onnx"; filename="model.onnx"\r\n\r\n'
+    ).encode()
+    staging = tmp_path / "staging"
+    with socket.create_connection(("127.0.0.1", rest_port)) as upload:
+        upload.sendall(
+            b"POST /v0.7/networks/ HTTP/1.1\r\nHost: x\r\nX-API-KEY: k\r\n"
+            + f"Content-Type: multipart/form-data; boundary={boundary}\r\n".encode()
+            + f"Content-Length: {len(head) + 50_000_000}\r\n\r\n".encode()
+            + head
+            + b"\x00" * 2_000_000
+        )
+        wait_until(lambda: any(staging.glob("rest-*/0")), timeout_s=20, what="the spooled file")
+        assert service.process is not None
+        service.process.kill()
+        service.process.wait(10)
+    assert any(staging.glob("rest-*"))
+    with ExternalService(tmp_path, **settings).running():
+        assert list(staging.iterdir()) == []
+        listed = requests.get(f"http://127.0.0.1:{rest_port}/v0.7/networks/", headers={"X-API-KEY": "k"}, timeout=10)
+        assert listed.json()["count"] == 0
+    assert not list(triton.models.glob("rest-kill-*"))
