@@ -1,6 +1,6 @@
 """Image source → decoded, cropped, resized and normalised input tensors, per a network's preprocessing.
 
-Pure: numpy and Pillow only. Decoding (the boundary with untrusted bytes) lives in ``service.images`` and is
+Pure: numpy, Pillow and OpenCV only. Decoding (the boundary with untrusted bytes) lives in ``service.images`` and is
 re-exported here. Images travel as (H, W, 3) uint8 RGB arrays; coordinates are normalised to [0, 1]
 with the origin at the top-left corner. Each step reports how its output's coordinates map back to the source
 image (``Region``), so that boxes found in the network's input are returned in the source image's frame.
@@ -14,8 +14,9 @@ import math
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
@@ -30,12 +31,14 @@ from service.domain import (
 )
 from service.errors import InvalidArgumentError
 from service.images import DecodeBudget, EncodedImage, RGBImage, decode_image
+from service.resampling import resample
 
 __all__ = [
     "DecodeBudget",
     "EncodedImage",
     "PreparedInputs",
     "RGBImage",
+    "RawFrame",
     "Region",
     "build_inputs",
     "crop",
@@ -54,7 +57,8 @@ _AXES = {
     DimensionOrder.NHWC: (0, 1, 2),
     DimensionOrder.NWHC: (1, 0, 2),
 }
-_FILL_COLOR = (255, 255, 255)
+_FILL_VALUE = 255
+"""White, the colour FILL pads with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +137,29 @@ def from_raw_pixels(data: bytes, width: int, height: int, channels: int, *, bgr:
             "frame.raw.data",
             f"holds {len(data)} bytes; {width}x{height} at {channels} byte(s) a pixel needs {expected}",
         )
+    # A view of the message's bytes (read-only, no copy); BGR and gray take OpenCV's one-pass conversion.
     pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, channels)
     if channels == 1:
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., ::-1]) if bgr else pixels
+        return cast(RGBImage, cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB))
+    if bgr:
+        return cast(RGBImage, cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
+    return pixels
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """A stream's raw frame waiting to be read (a ``Callable[[], RGBImage]``, like ``EncodedImage``): calling it
+    gives ``from_raw_pixels`` of its fields. The recognition use case resizes these with OpenCV
+    (``build_inputs(opencv=True)``): a video's frames are where the time counts."""
+
+    data: bytes
+    width: int
+    height: int
+    channels: int
+    bgr: bool = False
+
+    def __call__(self) -> RGBImage:
+        return from_raw_pixels(self.data, self.width, self.height, self.channels, bgr=self.bgr)
 
 
 def crop(
@@ -201,37 +224,36 @@ def _pixel_edge(coordinate: float, size: int, *, up: bool) -> int:
     return int(math.ceil(edge) if up else math.floor(edge))
 
 
-def resize(image: RGBImage, resize_type: ResizeType, target: tuple[int, int]) -> tuple[RGBImage, Region]:
+def resize(
+    image: RGBImage, resize_type: ResizeType, target: tuple[int, int], *, opencv: bool = False
+) -> tuple[RGBImage, Region]:
     """Bring an image to the network's size (``target`` = (width, height), or (N, N) for NETWORK).
 
-    Bilinear (Pillow's, antialiased when shrinking). Returns the resized image and the map from its frame to the
-    input image's: CROP cuts the centre, FILL pads centred with white, SQUASH and NETWORK keep the whole frame.
+    Bilinear, antialiased when shrinking: Pillow's filter, or with ``opencv`` OpenCV's equivalent within the
+    documented tolerance where it is faster (``service.resampling``; raw stream frames). Returns the resized image
+    and the map from its frame to the input image's: CROP cuts the centre, FILL pads centred with white, SQUASH
+    and NETWORK keep the whole frame.
     """
     h, w = image.shape[:2]
     tw, th = target
-    pil = Image.fromarray(image)
     if resize_type is ResizeType.SQUASH:
-        return _resized(pil, tw, th), Region()
+        return resample(image, tw, th, opencv=opencv), Region()
     if resize_type is ResizeType.NETWORK:
         scale = tw / max(w, h)
-        return _resized(pil, max(1, round(w * scale)), max(1, round(h * scale))), Region()
+        return resample(image, max(1, round(w * scale)), max(1, round(h * scale)), opencv=opencv), Region()
     scale = max(tw / w, th / h) if resize_type is ResizeType.CROP else min(tw / w, th / h)
     rw, rh = max(1, round(w * scale)), max(1, round(h * scale))
-    scaled = pil.resize((rw, rh), Image.Resampling.BILINEAR)
+    scaled = resample(image, rw, rh, opencv=opencv)
     ox, oy = (rw - tw) // 2, (rh - th) // 2
     if resize_type is ResizeType.CROP:
-        out = scaled.crop((ox, oy, ox + tw, oy + th))
+        # CROP scales the image to cover the target: 0 <= ox and ox + tw <= rw (likewise for y).
+        out = np.ascontiguousarray(scaled[oy : oy + th, ox : ox + tw])
     else:
-        out = Image.new("RGB", (tw, th), _FILL_COLOR)
-        out.paste(scaled, (-ox, -oy))
+        # FILL scales it to fit inside: ox, oy <= 0, the scaled image pasted at (-ox, -oy) on white.
+        out = np.full((th, tw, 3), _FILL_VALUE, dtype=np.uint8)
+        out[-oy : -oy + rh, -ox : -ox + rw] = scaled
     # The network's x in [0, 1] covers resized pixels ox .. ox + tw, i.e. (ox + x * tw) / rw of the image.
-    return np.asarray(out, dtype=np.uint8), Region(ox / rw, oy / rh, tw / rw, th / rh)
-
-
-def _resized(pil: Image.Image, width: int, height: int) -> RGBImage:
-    if pil.size == (width, height):
-        return np.asarray(pil, dtype=np.uint8)
-    return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return out, Region(ox / rw, oy / rh, tw / rw, th / rh)
 
 
 def image_tensor(
@@ -253,7 +275,8 @@ def image_tensor(
     if spec.data_type is DataType.UINT8:
         hwc: npt.NDArray[np.generic] = pixels
     else:
-        values = pixels.astype(np.float32) * np.float32(spec.pixel_scaling / 255.0)
+        values = pixels.astype(np.float32)
+        values *= np.float32(spec.pixel_scaling / 255.0)  # in place: one float array before the layout's copy
         if mean is not None:
             if mean.shape[-1] != values.shape[-1]:
                 raise InvalidArgumentError.field(
@@ -261,15 +284,20 @@ def image_tensor(
                 )
             if mean.shape[:2] not in {(1, 1), values.shape[:2]}:
                 mean = mean.mean(axis=(0, 1), keepdims=True, dtype=np.float32)
-            values = values - mean
+            values -= mean
         hwc = values
     return np.ascontiguousarray(hwc.transpose(_AXES[spec.dimension_order]))
 
 
 def build_inputs(
-    image: RGBImage, preprocessing: Preprocessing, means: Mapping[str, npt.NDArray[np.float32]]
+    image: RGBImage,
+    preprocessing: Preprocessing,
+    means: Mapping[str, npt.NDArray[np.float32]],
+    *,
+    opencv: bool = False,
 ) -> PreparedInputs:
-    """All the network's unbatched inputs, in preprocessing order, for one (already cropped) image.
+    """All the network's unbatched inputs, in preprocessing order, for one (already cropped) image; ``opencv``:
+    resized as ``resize`` says (raw stream frames).
 
     ``means`` maps mean file names to (H, W, C) arrays. Constant inputs resolve ``"data.1"`` references against
     the image tensors built before them. The returned region maps the first image input's frame to ``image``'s.
@@ -280,7 +308,7 @@ def build_inputs(
     for item in preprocessing.inputs:
         if item.image is not None:
             spec = item.image
-            resized, reg = resize(image, spec.resize_type, spec.target)
+            resized, reg = resize(image, spec.resize_type, spec.target, opencv=opencv)
             region = region or reg
             size = size or (int(resized.shape[0]), int(resized.shape[1]))
             tensors[item.tensor_name] = image_tensor(

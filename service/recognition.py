@@ -36,7 +36,7 @@ from service.domain import (
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.image_source import image_bytes
 from service.images import DecodeBudget, EncodedImage
-from service.preprocess import PreparedInputs, Region, RGBImage, build_inputs, crop, with_own_batch_axis
+from service.preprocess import PreparedInputs, RawFrame, Region, RGBImage, build_inputs, crop, with_own_batch_axis
 from service.sources import ImageFetcher
 from service.triton.gateway import TritonGateway
 from service.triton.tensors import Signature
@@ -170,7 +170,9 @@ class Recognizer:
         cropped, crop_region = crop(
             decoded, bbox=request.bbox, polygon=request.polygon, uniform_background=request.crop_uniform_background
         )
-        prepared = build_inputs(cropped, deployment.network.preprocessing, deployment.means)
+        prepared = build_inputs(
+            cropped, deployment.network.preprocessing, deployment.means, opencv=isinstance(load, RawFrame)
+        )
         return replace(prepared, region=crop_region.then(prepared.region))
 
 

@@ -8,13 +8,12 @@ stream's.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable
 
 from service.errors import InvalidArgumentError, SightlineError, UnavailableError
-from service.preprocess import RGBImage, from_raw_pixels
+from service.preprocess import RawFrame, RGBImage
 from service.recognition import Recognizer, check_max_predictions, with_thresholds
 from service.streams.types import (
     FrameInput,
@@ -51,10 +50,11 @@ async def settings_for(recognizer: Recognizer, config: StreamConfig) -> FrameSet
 
 def image_source(recognizer: Recognizer, frame: FrameInput) -> Callable[[], RGBImage]:
     """The frame's image as ``Recognizer.run`` takes it: its encoded bytes under the recognizer's limits (decoded
-    at the reduced scale the deployment allows), or its raw pixels; both are converted in the worker thread."""
+    at the reduced scale the deployment allows), or its raw pixels (a ``RawFrame``, resized with OpenCV); both are
+    converted in the worker thread."""
     raw = frame.raw
     if raw is not None:
-        return functools.partial(from_raw_pixels, raw.data, raw.width, raw.height, raw.channels, bgr=raw.bgr)
+        return RawFrame(raw.data, raw.width, raw.height, raw.channels, bgr=raw.bgr)
     if not frame.encoded:
         raise InvalidArgumentError.field("frame", "has no image: set encoded or raw")
     return recognizer.encoded(frame.encoded, field="frame.encoded")
