@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import grpc
@@ -65,16 +67,21 @@ def frames(count: int, width: int, height: int, seed: int = 0) -> list[npt.NDArr
     return out
 
 
+Stages = tuple[float, float, float, float, float]
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One path's run: frames per second and every frame's latency in milliseconds."""
 
     fps: float
     latencies: list[float]
+    stages: list[Stages] | None = None
+    """The server's own ``timing`` of each frame (queue, preprocess, triton, postprocess, total ms), streams only."""
 
 
-def timed(latencies: list[float], seconds: float) -> Run:
-    return Run(len(latencies) / seconds, latencies)
+def timed(latencies: list[float], seconds: float, stages: list[Stages] | None = None) -> Run:
+    return Run(len(latencies) / seconds, latencies, stages)
 
 
 def constant(image: npt.NDArray[np.uint8]) -> Callable[[], npt.NDArray[np.uint8]]:
@@ -180,6 +187,7 @@ async def run_streams(
 ) -> Run:
     """``streams`` concurrent StreamRecognize calls, each keeping ``in_flight`` frames outstanding."""
     latencies: list[float] = []
+    stages: list[Stages] = []
 
     async def one(index: int) -> None:
         mine = requests[index::streams]
@@ -202,13 +210,15 @@ async def run_streams(
             assert response is not grpc.aio.EOF, "the stream ended early"
             assert response.status == streams_pb2.OK, response
             latencies.append((time.perf_counter() - sent[response.frame_id]) * 1e3)
+            t = response.timing
+            stages.append((t.queue_ms, t.preprocess_ms, t.triton_ms, t.postprocess_ms, t.total_ms))
             window.release()
         await writer
         assert await call.read() is grpc.aio.EOF
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(streams)))
-    return timed(latencies, time.perf_counter() - started)
+    return timed(latencies, time.perf_counter() - started, stages)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -231,6 +241,163 @@ def report(name: str, paths: dict[str, list[Run]]) -> None:
             f"({min(ratios):.2f}-{max(ratios):.2f}) {percentile(stream_lat, 0.5) - percentile(base_lat, 0.5):>+7.2f}",
             flush=True,
         )
+
+
+PROFILE_STAGES = (
+    # (stage, a function or file that marks it in a sampled stack), first match wins.
+    ("raw bytes -> array (from_raw_pixels)", "from_raw_pixels ("),
+    ("resize (Pillow or OpenCV)", "resize (service/preprocess.py"),
+    ("tensor: scale, layout (image_tensor)", "image_tensor ("),
+    ("crop, other preprocessing", "_prepare ("),
+    ("post-processing (decode, NMS, results)", "postprocess/"),
+    ("post-processing (use case)", "_postprocess ("),
+    ("result -> protobuf (outcome_to_proto)", "outcome_to_proto ("),
+    ("frame protobuf -> domain (stream_message)", "stream_message ("),
+    ("Triton client (gateway, tritonclient)", "tritonclient/"),
+    ("Triton client (gateway, tritonclient)", "gateway.py"),
+    ("stream machinery (service/streams)", "service/streams/"),
+    ("recognition use case (rest)", "recognition.py"),
+    ("gRPC messages in and out (grpc aio, interceptors)", "grpc/"),
+    ("gRPC messages in and out (grpc aio, interceptors)", "service/api/"),
+    ("event loop (asyncio)", "asyncio/"),
+)
+IDLE_LEAVES = ("_worker (concurrent/futures/thread.py", "Thread.run (threading.py", "select (selectors.py")
+"""Leaves of stacks that wait: an idle worker thread, grpcio's own threads in native code, the loop's poll."""
+
+
+def profile_summary(raw: Path) -> list[tuple[str, float]]:
+    """Shares of the server's sampled busy time by stage, from py-spy's raw (collapsed stacks) output; stacks that
+    wait (``IDLE_LEAVES``) are left out."""
+    totals: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        if stack.rpartition(";")[2].startswith(IDLE_LEAVES):
+            continue
+        stage = next((name for name, mark in PROFILE_STAGES if mark in stack), "other")
+        totals[stage] = totals.get(stage, 0) + int(count)
+    whole = sum(totals.values()) or 1
+    return sorted(((name, 100 * n / whole) for name, n in totals.items()), key=lambda item: -item[1])
+
+
+async def profile(
+    server_pid: int,
+    output: Path,
+    stub: recognition_pb2_grpc.RecognitionServiceStub,
+    spec: str,
+    requests: list[streams_pb2.StreamRecognizeRequest],
+    in_flight: int,
+) -> None:
+    """py-spy samples the server while one stream sends ``requests`` with ``in_flight`` frames outstanding; prints
+    the server's per-stage timing (its ``timing`` fields) and where its CPU time went."""
+    spy = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")),
+        *("record", "--pid", str(server_pid), "--rate", "250", "--format", "raw", "--output", str(output)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(1.0)  # py-spy attaches
+    run = await run_streams(stub, spec, requests, 1, in_flight)
+    spy.send_signal(signal.SIGINT)
+    await spy.wait()
+    assert run.stages is not None
+    names = ("queue", "preprocess", "triton", "postprocess", "total")
+    means = [statistics.mean(s[i] for s in run.stages) for i in range(5)]
+    client = statistics.mean(run.latencies)
+    print(f"profile: 1 stream, {in_flight} in flight, {len(requests)} frames, {run.fps:.1f} fps")
+    print("server timing per frame (mean ms): " + ", ".join(f"{n} {m:.2f}" for n, m in zip(names, means, strict=True)))
+    print(f"client latency (mean ms): {client:.2f}; outside the server's total: {client - means[4]:.2f}")
+    print(f"server CPU by stage (py-spy, {output}):")
+    for name, share in profile_summary(output):
+        print(f"  {share:5.1f} %  {name}")
+
+
+def photo_jpeg(width: int = 1920, height: int = 1080) -> bytes:
+    """A 1080p JPEG of a photograph (the README's astronaut, enlarged), quality 90."""
+    photo = cv2.imread(str(ROOT / "samples" / "astronaut.jpg"), cv2.IMREAD_COLOR)
+    ok, encoded = cv2.imencode(".jpg", cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC))
+    assert ok
+    return bytes(encoded)
+
+
+async def server_preprocess_ms(
+    stub: recognition_pb2_grpc.RecognitionServiceStub, spec: str, frame: streams_pb2.Frame, count: int
+) -> list[float]:
+    """The server's ``timing.preprocess_ms`` of ``count`` copies of ``frame`` on one stream, 1 in flight."""
+    call = stub.StreamRecognize()
+    await call.write(streams_pb2.StreamRecognizeRequest(config=streams_pb2.StreamConfig(spec_id=spec, max_in_flight=1)))
+    values = []
+    for i in range(count):
+        frame.frame_id = i
+        await call.write(streams_pb2.StreamRecognizeRequest(frame=frame))
+        response = await call.read()
+        assert response is not grpc.aio.EOF, "the stream ended early"
+        assert response.status == streams_pb2.OK, response
+        values.append(response.timing.preprocess_ms)
+    await call.done_writing()
+    return values
+
+
+def opencv_ms(work: Callable[[], object], count: int) -> list[float]:
+    values = []
+    for _ in range(count):
+        started = time.perf_counter()
+        work()
+        values.append((time.perf_counter() - started) * 1e3)
+    return values
+
+
+async def compare_preprocessing(
+    stub: recognition_pb2_grpc.RecognitionServiceStub,
+    spec: str,
+    net: Network,
+    frame: npt.NDArray[np.uint8],
+    repeat: int,
+) -> None:
+    """P3: the server's preprocessing of a 1080p JPEG and of a raw frame against OpenCV doing the same here."""
+    jpeg = photo_jpeg()
+    size = (net.width, net.height)
+    buffer = np.frombuffer(jpeg, dtype=np.uint8)
+
+    def tensor(image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray((resized.astype(np.float32) * np.float32(1 / 255)).transpose(2, 0, 1))
+
+    cases: list[tuple[str, streams_pb2.Frame, list[tuple[str, Callable[[], object]]]]] = [
+        (
+            "1080p JPEG",
+            streams_pb2.Frame(encoded=jpeg),
+            [
+                ("imdecode + resize", lambda: tensor(cv2.imdecode(buffer, cv2.IMREAD_COLOR))),
+                ("imdecode 1/4 + resize", lambda: tensor(cv2.imdecode(buffer, cv2.IMREAD_REDUCED_COLOR_4))),
+            ],
+        ),
+        (
+            f"raw {frame.shape[1]}x{frame.shape[0]} RGB24",
+            streams_pb2.Frame(
+                raw=streams_pb2.RawImage(
+                    width=frame.shape[1], height=frame.shape[0], format=streams_pb2.RGB24, data=frame.tobytes()
+                )
+            ),
+            [("resize", lambda: tensor(frame))],
+        ),
+    ]
+    print(
+        f"preprocessing to the {net.width}x{net.height} tensor: median ms of {repeat} x 20 interleaved "
+        "(server: timing.preprocess_ms)"
+    )
+    for name, message, baselines in cases:
+        ours: list[float] = []
+        theirs: dict[str, list[float]] = {label: [] for label, _ in baselines}
+        for _ in range(repeat):  # interleaved
+            ours += await server_preprocess_ms(stub, spec, message, 20)
+            for label, work in baselines:
+                theirs[label] += await asyncio.to_thread(opencv_ms, work, 20)
+        mine = statistics.median(ours)
+        for label, values in theirs.items():
+            base = statistics.median(values)
+            print(f"  {name:<22} sightline {mine:6.2f} | OpenCV {label:<22} {base:6.2f} | ratio {mine / base:5.2f}")
 
 
 async def wait_for_server(address: str, timeout_s: float = 120) -> None:
@@ -285,6 +452,9 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.to_thread(run_opencv, url, net, images[:40], 4)
             await run_own(recognizer, args.spec, images[:40], 4)
             await run_streams(stub, args.spec, requests[:40], 4, 1)
+            if args.profile is not None:
+                await profile(server.pid, args.profile, stub, args.spec, requests * 5, args.profile_in_flight)
+                return
             print(
                 f"spec {args.spec} (model {net.model}, input {net.width}x{net.height}), {args.frames} frames of "
                 f"{args.size} RGB24 per run, {args.repeat} interleaved repeats; fps: median of repeats; p50/p99 ms: "
@@ -294,6 +464,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{'comparison':<23} {'base':<7} {'fps':>8} {'p50':>7} {'p99':>7} | {'stream':>8} {'p50':>7} "
                 f"{'p99':>7} | {'ratio':>5} {'(range)':<11} {'+p50':>7}"
             )
+            if args.preprocess:
+                await compare_preprocessing(stub, args.spec, net, images[0], args.repeat)
             cases = [("1 stream, 1 in flight", 1, 1, 1), ("1 stream, 4 in flight", 1, 4, 4)]
             cases += [(f"{n} streams, 1 in flight", n, 1, n) for n in (int(s) for s in args.streams.split(",") if s)]
             for name, streams, in_flight, parallel in cases:
@@ -317,6 +489,16 @@ def main() -> None:
     parser.add_argument("--size", default="320x240", help="frame size WxH")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--streams", default="8,32", help="concurrent-stream counts, each stream 1 frame in flight")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="instead of the comparisons: sample the server with py-spy (pip install py-spy) during one stream of "
+        "5 x --frames frames, write its raw stacks here and print the time per stage",
+    )
+    parser.add_argument("--profile-in-flight", type=int, default=4)
+    parser.add_argument(
+        "--no-preprocess", dest="preprocess", action="store_false", help="skip the preprocessing comparison (P3)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

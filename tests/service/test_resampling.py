@@ -8,18 +8,23 @@ pixels inside the image. It is independent of both Pillow's fixed-point code and
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image
 
+from service import recognition
 from service.catalog import Catalog
 from service.domain import ResizeType
 from service.preprocess import RawFrame, from_raw_pixels, resize
 from service.recognition import Recognizer
 from service.resampling import MAX_TOLERANCE, MEAN_TOLERANCE, P99_TOLERANCE, resample, uses_opencv
+from service.triton.tensors import Signature, TensorSignature
+from tests.fakes import FakeTritonGateway
 from zoo import scenes
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -212,3 +217,44 @@ def test_resize_keeps_pillows_pixels_unless_asked() -> None:
     np.testing.assert_array_equal(out, pillow(image, 128, 128))
     fast, _ = resize(image, ResizeType.SQUASH, (128, 128), opencv=True)
     np.testing.assert_array_equal(fast, resample(image, 128, 128))
+
+
+COLORS_INFO = Signature(
+    (TensorSignature("data", "FP32", (-1, 3, 64, 64)),),
+    (TensorSignature("share", "FP32", (-1, 6)),),
+    32,
+)
+
+
+async def test_small_raw_frames_are_prepared_on_the_loop_and_the_rest_in_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    catalog = Catalog.load(SAMPLES.parent / "model_repository")
+    gateway = FakeTritonGateway(
+        {"colors": COLORS_INFO}, {"colors": lambda call: {"share": np.full((1, 6), 0.1, dtype=np.float32)}}
+    )
+    recognizer = Recognizer(catalog, gateway)
+    deployment = catalog.for_spec("colors-v1")
+    threaded: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(function: Any, /, *args: Any) -> Any:
+        threaded.append(args[0])
+        return await real_to_thread(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    frame = IMAGES["bench frame"]
+    small = RawFrame(frame.tobytes(), 320, 240, 3)
+    await recognizer.run(deployment, small)
+    assert threaded == []
+    large_pixels = np.zeros((481, 640, 3), dtype=np.uint8)
+    assert recognition.INLINE_RAW_PIXELS < 640 * 481
+    large = RawFrame(large_pixels.tobytes(), 640, 481, 3)
+    await recognizer.run(deployment, large)
+    assert threaded == [large]
+    await recognizer.run(deployment, lambda: frame)
+    assert len(threaded) == 2
+    # The same tensors whichever way they were prepared.
+    inline_tensor = gateway.calls[0].inputs["data"]
+    prepared = await real_to_thread(recognizer._prepare, small, None, deployment)
+    np.testing.assert_array_equal(inline_tensor[0], prepared.tensors["data"])
