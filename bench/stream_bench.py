@@ -400,6 +400,74 @@ async def compare_preprocessing(
             print(f"  {name:<22} sightline {mine:6.2f} | OpenCV {label:<22} {base:6.2f} | ratio {mine / base:5.2f}")
 
 
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def many_streams(
+    stub: recognition_pb2_grpc.RecognitionServiceStub,
+    spec: str,
+    requests: list[streams_pb2.StreamRecognizeRequest],
+    streams: int,
+    per_stream: int,
+    policy: streams_pb2.DropPolicy,
+    server_pid: int,
+) -> None:
+    """P4: ``streams`` streams of 1 frame in flight whose clients write ``per_stream`` frames as fast as the stream
+    takes them (a camera that does not wait for results): statuses, latency of the answered frames, server RSS."""
+    statuses: dict[str, int] = {}
+    latencies: list[float] = []
+    peak = baseline = rss_mib(server_pid)
+    running = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while running:
+            peak = max(peak, rss_mib(server_pid))
+            await asyncio.sleep(0.05)
+
+    async def one(index: int) -> None:
+        sent: dict[int, float] = {}
+        call = stub.StreamRecognize()
+        config = streams_pb2.StreamConfig(spec_id=spec, max_in_flight=1, drop_policy=policy)
+        await call.write(streams_pb2.StreamRecognizeRequest(config=config))
+
+        async def write() -> None:
+            for i in range(per_stream):
+                request = streams_pb2.StreamRecognizeRequest()
+                request.CopyFrom(requests[(index * per_stream + i) % len(requests)])
+                request.frame.frame_id = i
+                sent[i] = time.perf_counter()
+                await call.write(request)
+            await call.done_writing()
+
+        writer = asyncio.create_task(write())
+        async for response in call:
+            name = streams_pb2.FrameStatus.Name(response.status)
+            statuses[name] = statuses.get(name, 0) + 1
+            if response.status == streams_pb2.OK:
+                latencies.append((time.perf_counter() - sent[response.frame_id]) * 1e3)
+        await writer
+
+    sampler = asyncio.create_task(sample())
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(streams)))
+    seconds = time.perf_counter() - started
+    running = False
+    await sampler
+    answered = sum(statuses.values())
+    print(
+        f"  {streams} streams, {streams_pb2.DropPolicy.Name(policy):<11} {answered}/{streams * per_stream} answered "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), {len(latencies) / seconds:.1f} fps OK, "
+        f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, server RSS "
+        f"{baseline:.0f} -> peak {peak:.0f} MiB"
+    )
+
+
 async def wait_for_server(address: str, timeout_s: float = 120) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -464,6 +532,13 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{'comparison':<23} {'base':<7} {'fps':>8} {'p50':>7} {'p99':>7} | {'stream':>8} {'p50':>7} "
                 f"{'p99':>7} | {'ratio':>5} {'(range)':<11} {'+p50':>7}"
             )
+            if args.many:
+                print(
+                    f"{args.many} concurrent streams, 1 frame in flight each, clients writing without waiting for "
+                    "results; frames held per stream are bounded by the admission window (4 x max_in_flight + 16)"
+                )
+                for policy in (streams_pb2.DROP_OLDEST, streams_pb2.BLOCK):
+                    await many_streams(stub, args.spec, requests, args.many, 40, policy, server.pid)
             if args.preprocess:
                 await compare_preprocessing(stub, args.spec, net, images[0], args.repeat)
             cases = [("1 stream, 1 in flight", 1, 1, 1), ("1 stream, 4 in flight", 1, 4, 4)]
@@ -496,6 +571,7 @@ def main() -> None:
         "5 x --frames frames, write its raw stacks here and print the time per stage",
     )
     parser.add_argument("--profile-in-flight", type=int, default=4)
+    parser.add_argument("--many", type=int, default=64, help="streams of the P4 run (0: skip it)")
     parser.add_argument(
         "--no-preprocess", dest="preprocess", action="store_false", help="skip the preprocessing comparison (P3)"
     )
