@@ -17,7 +17,7 @@ import pytest
 
 from service.triton.embedded import remove_stale_shm
 
-REAPER = Path(__file__).resolve().parents[2] / "service" / "triton" / "reaper.py"
+REAPER = Path(__file__).resolve().parents[3] / "service" / "triton" / "reaper.py"
 
 # Prints the pid of an orphan that ignores SIGTERM (its parent subshell exits at once, so the reaper inherits it),
 # creates a region under the instance's prefix, then waits.

@@ -39,7 +39,7 @@ from service.triton.tensors import Signature, TensorSignature
 from tests.fakes import FakeCall, FakeTritonGateway
 from tests.helpers import COLOR_SAMPLES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CATALOG = Catalog.load(ROOT / "model_repository")
 COLORS = COLOR_SAMPLES
 NAMES = list(COLORS)  # the colors model's labels, in order
