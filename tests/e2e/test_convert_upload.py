@@ -24,18 +24,9 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from postprocess.decoders import DirectOutput
 from service._proto.sightline.v1 import common_pb2, inference_pb2, networks_pb2, recognition_pb2, tasks_pb2
 from service.convert.tensorflow import ENABLE_HINT, default_python
-from service.domain import (
-    ClassificationPostProcessing,
-    DetectionPostProcessing,
-    parse_post_processings,
-    parse_preprocessing,
-)
-from service.registry.tensor_names import served_post_processing, served_preprocessing
 from service.server import Application, running
-from service.triton.repository import Signature
 from tests.helpers import (
     DATABASES,
     ROOT,
@@ -496,59 +487,6 @@ async def test_a_cancelled_upload_stops_its_conversion_and_leaves_nothing(hangin
         await asyncio.sleep(0.01)
     assert gone(pid)
     await assert_nothing_left(server, before)
-
-
-# ========================================================================================== tensor names
-
-
-def test_uploaded_names_resolve_to_served_names() -> None:
-    signature = Signature(
-        (),
-        (),
-        0,
-        {"image_tensor:0": "image_tensor", "detection_boxes:0": "detection_boxes", "scores": "detection_scores"},
-    )
-    preprocessing = parse_preprocessing(
-        {
-            "inputs": [
-                {
-                    "tensor_name": "image_tensor:0",
-                    "image": {
-                        "dimension_order": "NHWC",
-                        "resize_type": "SQUASH",
-                        "target_size": "8x8",
-                        "color_channels": "RGB",
-                    },
-                },
-                {"tensor_name": "size", "constant": {"shape": [2], "data": ["image_tensor:0.1", 3]}},
-            ]
-        }
-    )
-    served = served_preprocessing(preprocessing, signature)
-    assert [i.tensor_name for i in served.inputs] == ["image_tensor", "size"]
-    assert served.inputs[1].constant is not None
-    assert served.inputs[1].constant.data == ("image_tensor.1", 3.0)
-    detection, classification = parse_post_processings(
-        [
-            {
-                "detection": {
-                    "direct_output": {
-                        "boxes_tensor": "detection_boxes:0",
-                        "scores_tensor": "scores",
-                        "classes_tensor": "detection_classes",
-                    },
-                    "normalize_wrt_tensor": "image_tensor:0",
-                }
-            },
-            {"classification": {"output_tensor": "detection_boxes:0"}},
-        ]
-    )
-    mapped = served_post_processing(detection, signature)
-    assert isinstance(mapped, DetectionPostProcessing)
-    assert mapped.output == DirectOutput("detection_boxes", "detection_scores", "detection_classes")
-    assert mapped.normalize_wrt_tensor == "image_tensor"
-    assert served_post_processing(classification, signature) == ClassificationPostProcessing("detection_boxes")
-    assert served_preprocessing(preprocessing, Signature((), (), 0)) is preprocessing
 
 
 # ============================================================================================ TensorFlow

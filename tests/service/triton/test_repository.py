@@ -14,7 +14,7 @@ from tritonclient.utils import triton_to_np_dtype
 
 from service.errors import InvalidArgumentError
 from service.triton.repository import config_pbtxt, inspect_onnx
-from service.triton.tensors import DATA_TYPES, Signature, TensorSignature, data_type, signature_from_config
+from service.triton.tensors import DATA_TYPES, Signature, TensorSignature, signature_from_config
 from tests.helpers import ROOT
 
 TRITON_DTYPES = [t.name for t in DATA_TYPES]
@@ -68,14 +68,6 @@ def test_the_gateway_reads_every_data_type_back(dtype: str) -> None:
     assert served.outputs == (TensorSignature("y", dtype, (-1, 1)),)
     assert served.inputs[0].numpy_dtype == np.dtype(NUMPY[dtype])
     assert served.sample_dims(served.inputs[0]) == (2,)
-
-
-def test_each_spelling_of_a_data_type_names_one_row() -> None:
-    for row in DATA_TYPES:
-        assert data_type(row.name) is data_type(row.config) is data_type(row.onnx) is row
-    assert model_config_pb2.DataType.Value(data_type("BYTES").config) == model_config_pb2.TYPE_STRING
-    with pytest.raises(KeyError):
-        data_type("TYPE_BYTES")
 
 
 def test_a_file_onnx_runtime_cannot_load_is_the_uploaders_error(tmp_path: Path) -> None:
