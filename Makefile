@@ -99,7 +99,7 @@ $(ZOO_STAMP): zoo/requirements.txt
 	$(ZOO_VENV)/bin/python -m pip install --quiet -r zoo/requirements.txt
 	touch $@
 
-## Rebuild every demo model from scratch (PyTorch CPU, dev-only; about 15 minutes on 2 cores), then its figures.
+## Rebuild every demo model from scratch (PyTorch CPU, dev-only; about 20 minutes on 2 idle cores, docs/zoo.md), then its figures on both sets.
 zoo: $(ZOO_STAMP)
 	PYTHONPATH=. $(ZOO_VENV)/bin/python -m zoo.train
 	PYTHONPATH=. $(ZOO_VENV)/bin/python -m zoo.evaluate --json zoo/figures.json

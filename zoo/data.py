@@ -16,9 +16,11 @@ from PIL import Image
 
 from zoo import scenes
 
-__all__ = ["MAX_OBJECTS", "classification_set", "detection_set", "load_or_make"]
+__all__ = ["MAX_OBJECTS", "RANDOMISED", "classification_set", "detection_set", "load_or_make"]
 
 MAX_OBJECTS = 5
+RANDOMISED = 0.8
+"""The fraction of training scenes drawn with domain randomisation (``scenes.detection_scene(randomise=True)``)."""
 
 
 def squash(scene: scenes.Scene, size: int) -> NDArray[Any]:
@@ -30,11 +32,17 @@ def _detection_item(args: tuple[int, int, tuple[int, ...]]) -> tuple[list[NDArra
     seed, index, sizes = args
     rng = np.random.default_rng([seed, index, 1])
     mode = rng.random()
+    # Most scenes are domain-randomised (any hue, photographs, shape variants, blur, JPEG); the rest keep the
+    # original generator's look, so that its pictures stay in the training distribution.
+    randomise = bool(rng.random() < RANDOMISED)
     if mode < 0.04:
-        scene = scenes.detection_scene(scenes.scene_seed(seed, index), n_objects=(0, 0))
+        scene = scenes.detection_scene(scenes.scene_seed(seed, index), n_objects=(0, 0), randomise=randomise)
     else:
         free = 0.0 if mode < 0.7 else 0.6
-        scene = scenes.detection_scene(scenes.scene_seed(seed, index), free_colours=free)
+        radius = (0.07, 0.3) if randomise else (0.08, 0.25)
+        scene = scenes.detection_scene(
+            scenes.scene_seed(seed, index), radius=radius, free_colours=free, randomise=randomise
+        )
     boxes = np.zeros((MAX_OBJECTS, 6), dtype=np.float32)  # xmin, ymin, xmax, ymax, label, valid
     for k, obj in enumerate(scene.objects):
         boxes[k] = (*obj.box, obj.label, 1.0)
@@ -49,7 +57,8 @@ def _detection_item(args: tuple[int, int, tuple[int, ...]]) -> tuple[list[NDArra
 
 def _classification_item(args: tuple[int, int, int]) -> tuple[NDArray[Any], int]:
     seed, index, size = args
-    scene = scenes.classification_scene(scenes.scene_seed(seed, index), free_colours=0.3)
+    randomise = bool(np.random.default_rng([seed, index, 1]).random() < RANDOMISED)
+    scene = scenes.classification_scene(scenes.scene_seed(seed, index), free_colours=0.3, randomise=randomise)
     return squash(scene, size), scene.objects[0].label
 
 

@@ -52,9 +52,15 @@ class Classifier(nn.Module):
     def __init__(self, classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv(3, 16, 2), conv(16, 32, 2), conv(32, 32), conv(32, 64, 2), conv(64, 64), conv(64, 96, 2), conv(96, 96)
+            conv(3, 24, 2),
+            conv(24, 48, 2),
+            conv(48, 48),
+            conv(48, 96, 2),
+            conv(96, 96),
+            conv(96, 128, 2),
+            conv(128, 128),
         )
-        self.fc = nn.Linear(96 * 2, classes)
+        self.fc = nn.Linear(128 * 2, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)

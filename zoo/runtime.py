@@ -121,6 +121,7 @@ class OfflineModel:
                     nms_threshold=float(d.get("nms_threshold", 0.0)),
                     discard_threshold=float(d.get("discard_threshold", 0.0)),
                     normalize_wrt_tensor=d.get("normalize_wrt_tensor", ""),
+                    class_agnostic_nms=d.get("class_agnostic_nms_threshold"),
                 )
                 available = {**tensors, **{k: v for k, v in feeds.items() if k == config.normalize_wrt_tensor}}
                 results.append(detect(available, config, max_predictions=max_predictions)[0])
