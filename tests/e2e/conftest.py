@@ -1,14 +1,17 @@
 """The end-to-end tests' fixtures: Sightline servers (grpc.aio, port 0) over the session's real embedded Triton
 (``triton``, in tests/conftest.py, which the fuzz tests share), their channels and typed stubs, a server whose only
-public model is the slow one, and registry servers on every test database. Every test here is marked ``e2e``."""
+public model is the slow one, registry servers on every test database, and TLS certificates. Every test here is
+marked ``e2e``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+import trustme
 
 from service._proto.sightline.v1 import networks_pb2_grpc, recognition_pb2_grpc, tasks_pb2_grpc
 from service.server import Application, running
@@ -104,3 +107,24 @@ async def registry_app(
 async def registry_client(registry_app: Application) -> AsyncIterator[Client]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{registry_app.port}") as ch:
         yield Client.over(ch)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test CA (``ca``), a server certificate for localhost and 127.0.0.1 (``cert``, ``key``) and a client
+    certificate with its key (``client``), as PEM files."""
+    ca = trustme.CA()
+    folder = tmp_path_factory.mktemp("tls")
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    client = ca.issue_cert("client.sightline.test")
+    paths = {
+        "ca": folder / "ca.pem",
+        "cert": folder / "server.pem",
+        "key": folder / "server.key",
+        "client": folder / "client.pem",
+    }
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    server.private_key_pem.write_to_path(str(paths["key"]))
+    server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    client.private_key_and_cert_chain_pem.write_to_path(str(paths["client"]))
+    return paths

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-import trustme
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -172,25 +171,6 @@ async def test_drain_answers_held_frames_then_unavailable(triton: TritonFixture,
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Recognize(request(b"x", spec="slow-colors-v1"), timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    ca = trustme.CA()
-    folder = tmp_path_factory.mktemp("tls")
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    client = ca.issue_cert("client.sightline.test")
-    paths = {
-        "ca": folder / "ca.pem",
-        "cert": folder / "server.pem",
-        "key": folder / "server.key",
-        "client": folder / "client.pem",
-    }
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    server.private_key_pem.write_to_path(str(paths["key"]))
-    server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
-    client.private_key_and_cert_chain_pem.write_to_path(str(paths["client"]))
-    return paths
 
 
 async def test_tls_and_mutual_tls(

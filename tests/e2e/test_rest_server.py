@@ -9,25 +9,12 @@ from pathlib import Path
 
 import pytest
 import requests
-import trustme
 from deepomatic.api.client import Client
 from prometheus_client import generate_latest
 
 from service.server import Application, running
 from service.settings import Settings
 from tests.helpers import TritonFixture
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    ca = trustme.CA()
-    folder = tmp_path_factory.mktemp("rest-tls")
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    server.private_key_pem.write_to_path(str(paths["key"]))
-    server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
-    return paths
 
 
 @pytest.fixture
