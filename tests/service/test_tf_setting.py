@@ -47,11 +47,15 @@ def test_the_start_up_line_says_whether_tensorflow_converts(tmp_path: Path) -> N
 
 
 def test_make_run_tf_builds_and_uses_the_tensorflow_environment() -> None:
-    plan = subprocess.run(["make", "--no-print-directory", "-n", "run", "TF=1"], cwd=ROOT, capture_output=True, text=True, check=True)
+    plan = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run", "TF=1"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     serve = plan.stdout.strip().splitlines()[-1]
     assert serve.startswith(f"SIGHTLINE_TF_PYTHON={ROOT / '.venv-tf' / 'bin' / 'python'} ")
     assert "sightline serve" in serve
     if not (ROOT / ".venv-tf" / ".installed-stamp").exists():
         assert "service/convert/tensorflow/requirements.txt" in plan.stdout, "make tf-env's steps come first"
-    plain = subprocess.run(["make", "--no-print-directory", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True)
+    plain = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert "SIGHTLINE_TF_PYTHON" not in plain.stdout
