@@ -45,11 +45,9 @@ __all__ = ["PREFIX", "RestRoutes", "Route"]
 
 PREFIX = "/v0.7"
 _READ_CHUNK = 1024 * 1024
-_RECOGNITION, _NETWORKS, _TASKS = (
-    "/sightline.v1.RecognitionService/",
-    "/sightline.v1.NetworkService/",
-    ("/sightline.v1.TaskService/"),
-)
+_RECOGNITION = "/sightline.v1.RecognitionService/"
+_NETWORKS = "/sightline.v1.NetworkService/"
+_TASKS = "/sightline.v1.TaskService/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -211,7 +209,7 @@ class RestRoutes:
             _org(),
             resource_id(body["spec_id"], "spec_id"),
             resource_id(body["network_id"], "network_id"),
-            body["post_processings"] if isinstance(body["post_processings"], list) else [],
+            body["post_processings"],
         )
         return json_response(version_json(version), 201)
 
