@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from postprocess.types import BBox, LabelsResult, Prediction
 from service.domain import RecognitionResult
-from service.domain.results import NamedTensor, TaskData, TensorsResult
+from service.domain.results import TaskData, TensorsResult
 from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError, SightlineError
 from service.store import TaskRecord
 
@@ -273,7 +273,7 @@ def encode_result(result: TaskData) -> dict[str, Any]:
     """A task's result as JSON-ready data (how it is stored): ``{"outputs": ...}`` for a recognition result,
     ``{"tensors": [{"name", "shape", "data"}]}`` for raw tensors."""
     if isinstance(result, TensorsResult):
-        return {"tensors": [{"name": t.name, "shape": list(t.shape), "data": list(t.data)} for t in result.tensors]}
+        return result.to_v07()
     return {
         "outputs": [
             {
@@ -287,9 +287,7 @@ def encode_result(result: TaskData) -> dict[str, Any]:
 
 def decode_result(data: Any) -> TaskData:
     if "tensors" in data:
-        return TensorsResult(
-            tuple(NamedTensor(str(t["name"]), tuple(t["shape"]), tuple(t["data"])) for t in data["tensors"])
-        )
+        return TensorsResult.from_v07(data)
     return RecognitionResult(
         tuple(
             LabelsResult(

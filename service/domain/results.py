@@ -53,6 +53,14 @@ class TensorsResult:
             tensors.append(NamedTensor(name, tuple(int(d) for d in np.shape(array)), data))
         return cls(tuple(tensors))
 
+    def to_v07(self) -> dict[str, Any]:
+        """v0.7's JSON of raw tensors, ``{"tensors": [{"name", "shape", "data"}]}`` (also how a task stores them)."""
+        return {"tensors": [{"name": t.name, "shape": list(t.shape), "data": list(t.data)} for t in self.tensors]}
+
+    @classmethod
+    def from_v07(cls, body: Mapping[str, Any]) -> TensorsResult:
+        return cls(tuple(NamedTensor(str(t["name"]), tuple(t["shape"]), tuple(t["data"])) for t in body["tensors"]))
+
 
 TaskData = RecognitionResult | TensorsResult
 """What an inference task holds once it succeeds: a recognition result, or a network's raw tensors."""

@@ -218,7 +218,7 @@ def _labels_json(out: LabelsResult) -> JsonDict:
 def result_json(result: TaskData) -> JsonDict:
     """A task's data: ``{"outputs": [{"labels": ...}]}``, or ``{"tensors": [{"name", "shape", "data"}]}``."""
     if isinstance(result, TensorsResult):
-        return {"tensors": [{"name": t.name, "shape": list(t.shape), "data": list(t.data)} for t in result.tensors]}
+        return result.to_v07()
     return {"outputs": [_labels_json(out) for out in result.outputs]}
 
 
