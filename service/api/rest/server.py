@@ -81,9 +81,7 @@ class RestServer:
                 f"could not listen on {host}:{port} for the REST facade ({exc.strerror}): the port is in use or the "
                 "address is not this machine's; set SIGHTLINE_REST_PORT"
             ) from None
-        server = site._server  # aiohttp keeps the asyncio server there; its socket tells a port 0's number
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = int(self._runner.addresses[0][1])  # the bound port, also when 0 asked for a free one
         return self.port
 
     def refuse_new(self) -> None:
