@@ -35,7 +35,7 @@ test: $(STAMP) $(NODE_MODULES)
 
 ## The store, registry and API-key tests on SQLite and on a throwaway PostgreSQL server (needs Debian's postgresql:
 ## initdb and pg_ctl; tests/service/postgres_server.py starts it on a free loopback port and removes it after).
-REGISTRY_TESTS := tests/service/test_store.py tests/e2e/test_registry.py tests/e2e/test_registry_crash.py tests/e2e/test_auth.py \
+REGISTRY_TESTS := tests/service/store/test_store.py tests/e2e/test_registry.py tests/e2e/test_registry_crash.py tests/e2e/test_auth.py \
 	tests/e2e/test_convert_upload.py
 test-postgres: $(STAMP)
 	$(BIN)/python -m tests.service.postgres_server $(BIN)/python -m pytest -m 'not tf' $(REGISTRY_TESTS)

@@ -26,7 +26,7 @@ from service.convert.tensorflow import ENABLE_HINT, detect_format
 from service.errors import FailedPreconditionError, InvalidArgumentError
 from service.settings import BUNDLED_REPOSITORY
 from service.triton.repository import config_pbtxt
-from tests.convert.helpers import FIXTURES, run_onnx, served_signature
+from tests.service.convert.helpers import FIXTURES, run_onnx, served_signature
 
 CAFFE_COLORS = FIXTURES / "caffe" / "colors"
 TF = FIXTURES / "tensorflow"

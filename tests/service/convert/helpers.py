@@ -19,10 +19,11 @@ from service.preprocess import build_inputs, decode_image
 from service.settings import BUNDLED_REPOSITORY
 from service.triton.repository import inspect_onnx
 from service.triton.tensors import Signature
+from tests.helpers import ROOT
 from tools.fixtures.caffe_nets import CaffeNet
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = ROOT / "samples"
 RTOL = 1e-4
 
 Array = npt.NDArray[np.float32]

@@ -16,7 +16,7 @@ from service.convert.errors import ConversionError
 from service.meanfile import load_mean
 from service.preprocess import build_inputs, decode_image
 from service.settings import BUNDLED_REPOSITORY
-from tests.convert.helpers import (
+from tests.service.convert.helpers import (
     FIXTURES,
     assert_close,
     colors_inputs,

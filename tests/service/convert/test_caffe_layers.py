@@ -16,7 +16,7 @@ import pytest
 from service.convert.caffe import SUPPORTED_LAYERS
 from service.convert.errors import ConversionError, UnsupportedLayerError
 from service.errors import InvalidArgumentError
-from tests.convert.helpers import Array, compare_with_opencv, convert_net, run_onnx
+from tests.service.convert.helpers import Array, compare_with_opencv, convert_net, run_onnx
 from tools.fixtures.caffe_nets import CaffeNet
 
 SHAPE = (2, 4, 7, 9)

@@ -28,12 +28,12 @@ from service.domain import parse_preprocessing
 from service.meanfile import load_mean
 from service.preprocess import build_inputs
 from service.settings import BUNDLED_REPOSITORY
-from tests.convert.helpers import FIXTURES, assert_close, colors_inputs, real_images, run_onnx, served_signature
+from tests.helpers import ROOT
+from tests.service.convert.helpers import FIXTURES, assert_close, colors_inputs, real_images, run_onnx, served_signature
 
 pytestmark = pytest.mark.tf
 
 TF = FIXTURES / "tensorflow"
-ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "tools" / "fixtures" / "tf_reference.py"
 
 
