@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -26,9 +26,11 @@ from service._proto.sightline.v1 import (
     common_pb2,
     inference_pb2,
     networks_pb2,
+    networks_pb2_grpc,
     recognition_pb2,
     tasks_pb2,
 )
+from service.api import linger as linger_module
 from service.server import Application
 from tests.e2e.helpers import classification, colors_spec, recognize
 from tests.helpers import COLORS_PREPROCESSING, Client, colors_files, network_message, upload_messages, wait_task
@@ -392,6 +394,62 @@ async def test_bad_uploads_are_refused_and_leave_nothing(
     assert registry_app.registry._repo.folders().keys() == {
         n.id for n in (await c.networks.ListNetworks(common_pb2.ListRequest(limit=1000))).results if n.id.isdigit()
     }
+
+
+def refused_upload(size: int) -> list[networks_pb2.CreateNetworkRequest]:
+    """A CreateNetwork call refused at its first message (an unknown framework), followed by ``size`` bytes."""
+    network = network_message("refused")
+    network.framework = "pytorch"
+    return upload_messages(network, {"model.onnx": bytes(size)})
+
+
+def sync_upload(port: int, messages: list[networks_pb2.CreateNetworkRequest]) -> tuple[grpc.StatusCode, int]:
+    """Stream ``messages`` with grpcio's synchronous client; the call's code and how many messages were pulled."""
+    pulled = 0
+
+    def requests() -> Iterator[networks_pb2.CreateNetworkRequest]:
+        nonlocal pulled
+        for message in messages:
+            pulled += 1
+            yield message
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = networks_pb2_grpc.NetworkServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.CreateNetwork(requests(), timeout=60)
+    return error.value.code(), pulled
+
+
+async def test_a_refused_upload_is_read_to_its_end_so_that_asyncio_clients_get_its_status(
+    registry_client: Client, registry_app: Application
+) -> None:
+    # grpcio's asyncio client turns the status of a call ended while it writes into INTERNAL (grpc/grpc#36066);
+    # the servicer reads the rest of a refused upload first, so the client finishes writing and sees the real code.
+    messages = refused_upload(4 * 1024 * 1024)
+    code, pulled = await asyncio.to_thread(sync_upload, registry_app.port, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert pulled == len(messages), "the server read the refused upload to its end before answering"
+
+    async def stream() -> AsyncIterator[networks_pb2.CreateNetworkRequest]:
+        for message in messages:
+            yield message
+
+    codes = []
+    for _ in range(25):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await registry_client.networks.CreateNetwork(stream())
+        codes.append(error.value.code())
+    assert set(codes) == {grpc.StatusCode.INVALID_ARGUMENT}, codes
+
+
+async def test_a_refused_upload_past_the_linger_bound_is_answered_without_reading_it_all(
+    registry_app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(linger_module, "LINGER_BYTES", 1024 * 1024)
+    messages = refused_upload(32 * 1024 * 1024)
+    code, pulled = await asyncio.to_thread(sync_upload, registry_app.port, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert pulled < len(messages) // 2, f"{pulled} of {len(messages)} messages were read"
 
 
 async def test_an_upload_given_up_midway_leaves_nothing(registry_client: Client, registry_app: Application) -> None:
