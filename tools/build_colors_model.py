@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from service.triton.repository import config_pbtxt, inspect_onnx
+
 LABELS = ["red", "green", "blue", "yellow", "black", "white"]
 PROTOTYPES = np.array(
     [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 0, 0], [1, 1, 1]],
@@ -51,27 +53,9 @@ def build_graph() -> onnx.ModelProto:
     return model
 
 
-CONFIG = f"""name: "colors"
-backend: "onnxruntime"
-max_batch_size: 32
-input [
-  {{
-    name: "data"
-    data_type: TYPE_FP32
-    dims: [ 3, {SIZE}, {SIZE} ]
-  }}
-]
-output [
-  {{
-    name: "share"
-    data_type: TYPE_FP32
-    dims: [ {len(LABELS)} ]
-  }}
-]
-dynamic_batching {{
-  max_queue_delay_microseconds: 500
-}}
-"""
+MAX_BATCH_SIZE = 32
+MAX_QUEUE_DELAY_MICROSECONDS = 500
+"""Its batching in Triton: larger batches than the trained models' 16, gathered for at most half a millisecond."""
 
 METADATA = {
     "network": {
@@ -120,7 +104,10 @@ def main(folder: Path) -> None:
     (folder / "1").mkdir(parents=True, exist_ok=True)
     onnx.save(build_graph(), str(folder / "1" / "model.onnx"))
     np.save(folder / "mean.npy", np.full((1, 1, 3), MEAN, dtype=np.float32))
-    (folder / "config.pbtxt").write_text(CONFIG)
+    # The service's own writer, over the graph just written: what an upload of this graph would get.
+    signature = inspect_onnx(folder / "1" / "model.onnx", max_batch_size=MAX_BATCH_SIZE)
+    config = config_pbtxt(signature, name=folder.name, max_queue_delay_microseconds=MAX_QUEUE_DELAY_MICROSECONDS)
+    (folder / "config.pbtxt").write_text(config)
     (folder / "sightline.json").write_text(json.dumps(METADATA, indent=2) + "\n")
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.triton.repository import config_pbtxt, inspect_onnx
 from zoo import data, decode, nets, scenes
 from zoo.preprocess import encode_binaryproto
 
@@ -377,7 +378,8 @@ def export_onnx(
 
 
 # ----------------------------------------------------------------------------------------- model folders
-TRITON_TYPES = {"FLOAT32": "TYPE_FP32", "UINT8": "TYPE_UINT8"}
+PROTOCOL_TYPES = {"FLOAT32": "FP32", "UINT8": "UINT8"}
+MAX_BATCH_SIZE = 16
 
 
 def write_folder(
@@ -388,23 +390,21 @@ def write_folder(
     inputs: list[tuple[str, str, list[int]]],
     outputs: list[tuple[str, list[int]]],
 ) -> None:
-    """config.pbtxt (dims without the batch dimension) and sightline.json of one model folder."""
+    """config.pbtxt and sightline.json of one model folder, whose graph is exported.
+
+    The config is the service's one writer's (``service.triton.repository``) over the graph: what an upload of
+    it would get, with its name. ``inputs`` and ``outputs`` (dims without the batch dimension) are what the graph
+    must take and give; an export that differs stops here."""
     folder = out / network["id"]
-    lines = [f'name: "{network["id"]}"', 'backend: "onnxruntime"', "max_batch_size: 16"]
-    for kind, tensors in (
-        ("input", [(n, TRITON_TYPES[t], d) for n, t, d in inputs]),
-        ("output", [(n, "TYPE_FP32", d) for n, d in outputs]),
-    ):
-        lines.append(f"{kind} [")
-        lines.append(
-            ",\n".join(
-                f'  {{\n    name: "{n}"\n    data_type: {t}\n    dims: [ {", ".join(str(x) for x in d)} ]\n  }}'
-                for n, t, d in tensors
-            )
-        )
-        lines.append("]")
-    lines.append("dynamic_batching { }")
-    (folder / "config.pbtxt").write_text("\n".join(lines) + "\n")
+    signature = inspect_onnx(folder / "1" / "model.onnx", max_batch_size=MAX_BATCH_SIZE)
+    declared = [(n, PROTOCOL_TYPES[t], d) for n, t, d in inputs], [(n, "FP32", d) for n, d in outputs]
+    exported = tuple(
+        [(t.name, t.dtype, list(signature.sample_dims(t))) for t in tensors]
+        for tensors in (signature.inputs, signature.outputs)
+    )
+    if signature.max_batch_size != MAX_BATCH_SIZE or exported != declared:
+        raise SystemExit(f"{network['id']}: the exported graph has {exported} (batch {signature.max_batch_size})")
+    (folder / "config.pbtxt").write_text(config_pbtxt(signature, name=network["id"]))
     document = {"network": network, "spec": spec, "version": version}
     (folder / "sightline.json").write_text(json.dumps(document, indent=2) + "\n")
 

@@ -93,24 +93,33 @@ def inspect_onnx(path: Path, *, max_batch_size: int, field: str = "files") -> Si
     return Signature(inputs, outputs, batch)
 
 
-def config_pbtxt(signature: Signature) -> str:
-    """The ``config.pbtxt`` of a model folder (no name: Triton takes the folder's)."""
+def config_pbtxt(signature: Signature, *, name: str | None = None, max_queue_delay_microseconds: int = 0) -> str:
+    """The ``config.pbtxt`` of a model folder, in the layout of Triton's documentation (one field a line).
+
+    ``name`` is left out unless given (Triton takes the folder's). A model that batches (``max_batch_size`` > 1)
+    gets dynamic batching, waiting up to ``max_queue_delay_microseconds`` for a batch to fill (0: Triton's
+    default, no wait). Uploads give neither; the dev tools that write the bundled public models give both.
+    """
 
     def tensor(t: TensorSignature) -> str:
         dims = list(signature.sample_dims(t))
         reshape = ""
         if not dims:
-            dims, reshape = [1], " reshape: { shape: [ ] }"
+            dims, reshape = [1], "\n    reshape: { shape: [ ] }"
         return (
-            f"  {{ name: {json.dumps(t.name)} data_type: {data_type(t.dtype).config} "
-            f"dims: [ {', '.join(str(d) for d in dims)} ]{reshape} }}"
+            f"  {{\n    name: {json.dumps(t.name)}\n    data_type: {data_type(t.dtype).config}\n"
+            f"    dims: [ {', '.join(str(d) for d in dims)} ]{reshape}\n  }}"
         )
 
-    lines = ['backend: "onnxruntime"', f"max_batch_size: {signature.max_batch_size}"]
+    lines = [] if name is None else [f"name: {json.dumps(name)}"]
+    lines += ['backend: "onnxruntime"', f"max_batch_size: {signature.max_batch_size}"]
     lines += ["input [", ",\n".join(tensor(t) for t in signature.inputs), "]"]
     lines += ["output [", ",\n".join(tensor(t) for t in signature.outputs), "]"]
     if signature.max_batch_size > 1:
-        lines.append("dynamic_batching { }")
+        delay = max_queue_delay_microseconds
+        lines.append(
+            f"dynamic_batching {{\n  max_queue_delay_microseconds: {delay}\n}}" if delay else "dynamic_batching { }"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,9 @@
 """What both conversions share: the photographs, the v0.7 preprocessing they are fed through, model folders.
 
-numpy, Pillow and onnx only. The preprocessing repeats the service's (``service/preprocess.py``: Pillow bilinear
-resizing, CROP and FILL as v0.7 defines them, ``pixel * pixel_scaling / 255 - mean``), so that the tensors the
-conversions are checked on are the ones Sightline will send to Triton.
+numpy, Pillow, onnx and the service's ``config.pbtxt`` writer only. The preprocessing repeats the service's
+(``service/preprocess.py``: Pillow bilinear resizing, CROP and FILL as v0.7 defines them,
+``pixel * pixel_scaling / 255 - mean``), so that the tensors the conversions are checked on are the ones Sightline
+will send to Triton.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 from PIL import Image
+
+from service.triton.repository import config_pbtxt, inspect_onnx
 
 __all__ = [
     "OPSET",
@@ -113,14 +116,18 @@ def write_folder(
     outputs: list[tuple[str, list[int]]],
     max_batch_size: int = 16,
 ) -> None:
-    """config.pbtxt (FP32 tensors, dims without the batch dimension) and sightline.json of one model folder."""
-    lines = [f'name: "{folder.name}"', 'backend: "onnxruntime"', f"max_batch_size: {max_batch_size}"]
-    for kind, tensors in (("input", inputs), ("output", outputs)):
-        entries = [
-            f'  {{\n    name: "{name}"\n    data_type: TYPE_FP32\n    dims: [ {", ".join(map(str, dims))} ]\n  }}'
-            for name, dims in tensors
-        ]
-        lines += [f"{kind} [", ",\n".join(entries), "]"]
-    lines.append("dynamic_batching { }")
-    (folder / "config.pbtxt").write_text("\n".join(lines) + "\n")
+    """config.pbtxt and sightline.json of one model folder, whose graph is saved.
+
+    The config is the service's one writer's (``service.triton.repository``) over the graph: what an upload of
+    it would get, with its name. ``inputs`` and ``outputs`` (FP32, dims without the batch dimension) are what the
+    graph must take and give; a conversion that differs stops here."""
+    signature = inspect_onnx(folder / "1" / "model.onnx", max_batch_size=max_batch_size)
+    declared = [(n, "FP32", d) for n, d in inputs], [(n, "FP32", d) for n, d in outputs]
+    saved = tuple(
+        [(t.name, t.dtype, list(signature.sample_dims(t))) for t in tensors]
+        for tensors in (signature.inputs, signature.outputs)
+    )
+    if signature.max_batch_size != max_batch_size or saved != declared:
+        raise SystemExit(f"{folder.name}: the saved graph has {saved} (batch {signature.max_batch_size})")
+    (folder / "config.pbtxt").write_text(config_pbtxt(signature, name=folder.name))
     (folder / "sightline.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
