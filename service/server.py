@@ -53,6 +53,7 @@ from service.tasks import TaskRunner, decode_result, encode_result
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 from service.triton.repository import ModelRepository
+from service.triton.shared_memory import process_prefix
 
 __all__ = ["SERVICE_NAMES", "Application", "running", "serve", "serve_in_thread", "start"]
 
@@ -196,6 +197,25 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def _shm_prefix(settings: Settings, triton: EmbeddedTriton | None) -> Callable[[], str | None] | None:
+    """The gateway's shared-memory region prefix (``None``: in-band only), and the log line that says which."""
+    if not settings.shared_memory_enabled:
+        why = "a remote Triton" if settings.triton_url and settings.triton_shared_memory == "auto" else "off"
+        log.info(
+            "tensors go to Triton in-band (SIGHTLINE_TRITON_SHARED_MEMORY=%s: %s)", settings.triton_shared_memory, why
+        )
+        return None
+    log.info(
+        "tensors go to Triton through its system shared memory (SIGHTLINE_TRITON_SHARED_MEMORY=%s)",
+        settings.triton_shared_memory,
+    )
+    if triton is not None:
+        # The reaper's prefix: it removes the regions whenever that Triton ends, the service's SIGKILL included.
+        return lambda: triton.shm_prefix
+    prefix = process_prefix()
+    return lambda: prefix
+
+
 async def start(settings: Settings) -> Application:
     """Start Triton (embedded unless ``triton_url`` is set), then the gRPC server on ``settings.port``."""
     catalog = Catalog.load(settings.model_repository)
@@ -241,7 +261,14 @@ async def _start_server(
     metrics = Metrics()
     provider = _tracer_provider(settings)
     tracer = provider.get_tracer("sightline")
-    gateway = GrpcTritonGateway(url, timeout_s=settings.triton_timeout_s, metrics=metrics, tracer=tracer)
+    gateway = GrpcTritonGateway(
+        url,
+        timeout_s=settings.triton_timeout_s,
+        metrics=metrics,
+        tracer=tracer,
+        shared_memory=_shm_prefix(settings, triton),
+        shm_max_bytes=settings.triton_shared_memory_max_bytes,
+    )
     tasks: TaskRunner[TaskData] = TaskRunner(
         store,
         encode=encode_result,

@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     triton_log_verbose: int = Field(0, ge=0)
     """The embedded Triton's ``--log-verbose`` level."""
 
+    triton_shared_memory: str = Field("auto", pattern="^(auto|on|off)$")
+    """Tensors to and from Triton through its system shared memory (regions in ``/dev/shm``) instead of inside the
+    gRPC messages: ``auto`` (on with the embedded Triton, off with ``triton_url``), ``on`` (also a remote Triton on
+    this host that shares its ``/dev/shm``, e.g. a sidecar container with the same memory volume), ``off``. When
+    Triton cannot map the regions (it is on another host), calls go in-band from the first one; the log says why,
+    once."""
+
+    triton_shared_memory_max_bytes: int = Field(512 * 1024 * 1024, ge=0)
+    """Most bytes of shared-memory regions the service keeps (one region a call in Triton, sized to its tensors);
+    calls beyond it go in-band. Each region is as large as one call's inputs and fixed-size outputs (5 MB for one
+    3x640x640 float32 image)."""
+
     max_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Largest gRPC message accepted or sent (an encoded image travels in one)."""
 
@@ -205,6 +217,13 @@ class Settings(BaseSettings):
     def staging_dir(self) -> Path:
         """Where uploads are written and checked before they move into ``user_repository`` (one rename)."""
         return self.data_dir / "staging"
+
+    @property
+    def shared_memory_enabled(self) -> bool:
+        """Whether the gateway tries Triton's system shared memory (``triton_shared_memory``)."""
+        if self.triton_shared_memory != "auto":
+            return self.triton_shared_memory == "on"
+        return not self.triton_url
 
     @property
     def auth_enabled(self) -> bool:

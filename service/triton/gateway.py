@@ -1,6 +1,8 @@
 """The Triton gateway: every call the service makes to Triton, through one long-lived ``grpc.aio`` client.
 
-Embedded or remote, the gateway only knows an address. Triton's errors become domain errors here.
+Embedded or remote, the gateway only knows an address, and, when Triton shares this host's ``/dev/shm``, the prefix
+of the shared-memory regions its tensors may travel in (``shared_memory.py``). Triton's errors become domain errors
+here.
 """
 
 from __future__ import annotations
@@ -8,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc.aio as grpcclient
 from opentelemetry import trace
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from service.errors import (
     FailedPreconditionError,
@@ -24,6 +29,7 @@ from service.errors import (
     UnavailableError,
 )
 from service.observability import Metrics, trace_headers
+from service.triton.shared_memory import Layout, Lease, RegionPool, RegistrationError
 from service.triton.tensors import Signature, signature_from_config
 
 __all__ = [
@@ -82,17 +88,39 @@ class TritonGateway(Protocol):
 
 
 _CHANNEL_ARGS = [
+    # Channel arguments replace tritonclient's defaults, whose message limits these restore: gRPC's own 4 MB
+    # receive limit failed every answer larger than that (a 3x640x640 float32 output) with RESOURCE_EXHAUSTED.
+    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 
+SHM_MIN_BYTES = 64 * 1024
+"""Calls whose inputs hold fewer bytes go in-band: for small tensors gRPC's copy costs about what the region's does."""
+
+
 class GrpcTritonGateway:
-    """A ``TritonGateway`` over ``tritonclient.grpc.aio`` (KServe v2 gRPC)."""
+    """A ``TritonGateway`` over ``tritonclient.grpc.aio`` (KServe v2 gRPC).
+
+    With ``shared_memory`` (a function giving the current region prefix, ``None`` while Triton is down), the
+    inputs of a call of at least ``shm_min_bytes`` numeric input bytes, and its outputs of a size the model's
+    configuration fixes, travel in a region of the gateway's pool (at most ``shm_max_bytes`` of them) instead of
+    the gRPC messages; any call the pool cannot serve goes in-band. Results are the same either way.
+    """
 
     def __init__(
-        self, url: str, *, timeout_s: float = 30.0, metrics: Metrics | None = None, tracer: trace.Tracer | None = None
+        self,
+        url: str,
+        *,
+        timeout_s: float = 30.0,
+        metrics: Metrics | None = None,
+        tracer: trace.Tracer | None = None,
+        shared_memory: Callable[[], str | None] | None = None,
+        shm_max_bytes: int = 512 * 1024 * 1024,
+        shm_min_bytes: int = SHM_MIN_BYTES,
     ) -> None:
         self._url = url
         self._metrics = metrics
@@ -106,6 +134,13 @@ class GrpcTritonGateway:
         self._reachable = True
         self._info: dict[str, Signature] = {}
         self._info_lock = asyncio.Lock()
+        self._shm_min_bytes = shm_min_bytes
+        self.shared_memory = (
+            None
+            if shared_memory is None
+            else RegionPool(_Registrar(self._client, timeout_s), shared_memory, max_bytes=shm_max_bytes)
+        )
+        """The pool of shared-memory regions, or ``None`` when every call goes in-band."""
 
     @property
     def url(self) -> str:
@@ -116,6 +151,8 @@ class GrpcTritonGateway:
         ``timeout_s``."""
         if self._calls:
             await asyncio.wait(list(self._calls), timeout=timeout_s)
+        if self.shared_memory is not None:
+            await self.shared_memory.close()
         await self._client.close()
 
     def _call_done(self, call: asyncio.Future[Any]) -> None:
@@ -207,15 +244,70 @@ class GrpcTritonGateway:
     async def infer(
         self, model: str, inputs: Tensors, outputs: Sequence[str], *, timeout_s: float | None = None
     ) -> dict[str, npt.NDArray[Any]]:
+        request = await self._shared_request(model, inputs, outputs) if self.shared_memory is not None else None
+        if request is None:
+            return await self._infer(model, _in_band(inputs, outputs), timeout_s)
+        try:
+            return await self._infer(model, request, timeout_s)
+        except _SharedMemoryRefused as refused:
+            # A stale cached configuration (outputs larger than reserved) or a Triton that forgot our regions: the
+            # call is answered in-band, whose result or error is the truth.
+            log.info("Triton refused a shared-memory call for model %s (%s); retrying it in-band", model, refused)
+            self.forget(model)
+            if "shared memory" in str(refused).lower() and self.shared_memory is not None:
+                self.shared_memory.forget()
+            return await self._infer(model, _in_band(inputs, outputs), timeout_s)
+
+    async def _shared_request(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> _Request | None:
+        """The call's tensors placed in a leased region, or ``None`` when it goes in-band."""
+        assert self.shared_memory is not None
+        if any(a.dtype.hasobject for a in inputs.values()):
+            return None  # BYTES tensors are length-prefixed strings, not one buffer: in-band
+        if sum(a.nbytes for a in inputs.values()) < self._shm_min_bytes:
+            return None
+        sizes = await self._output_sizes(model, inputs, outputs)
+        layout = Layout.of([(n, a.nbytes) for n, a in inputs.items()], list(sizes.items()))
+        lease = await self.shared_memory.acquire(layout.byte_size)
+        if lease is None:
+            return None
+        region = lease.region
         request_inputs = []
         for name, array in inputs.items():
+            offset, size = layout.inputs[name]
+            region.write(array, offset)
             tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
-            request_inputs.append(tensor)
-        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+            request_inputs.append(tensor.set_shared_memory(region.name, size, offset))
+        requested = []
+        for name in outputs:
+            output = grpcclient.InferRequestedOutput(name)
+            if name in layout.outputs:
+                offset, size = layout.outputs[name]
+                output.set_shared_memory(region.name, size, offset)
+            requested.append(output)
+        return _Request(request_inputs, requested, outputs, lease, layout)
+
+    async def _output_sizes(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> dict[str, int]:
+        """Bytes of each requested output whose size the configuration fixes (the others come in-band)."""
+        try:
+            signature = await self.model_info(model)
+        except Exception:
+            return {}  # the in-band part of the call meets the same failure and reports it
+        batch = next(iter(inputs.values())).shape[0] if signature.batched and inputs else None
+        sizes: dict[str, int] = {}
+        for tensor in signature.outputs:
+            if tensor.name not in outputs or tensor.dtype == "BYTES":
+                continue
+            dims = (batch, *tensor.dims[1:]) if batch is not None else tensor.dims
+            if all(d is not None and d >= 0 for d in dims):
+                sizes[tensor.name] = int(np.prod(dims, dtype=np.int64)) * tensor.numpy_dtype.itemsize
+        return sizes
+
+    async def _infer(self, model: str, request: _Request, timeout_s: float | None) -> dict[str, npt.NDArray[Any]]:
         started = time.perf_counter()
+        lease = request.lease
         with self._tracer.start_as_current_span(f"triton.infer {model}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute("triton.model", model)
+            span.set_attribute("triton.shared_memory", lease is not None)
             # Never cancelled once sent: Triton's gRPC frontend (2.51 here) can die with SIGSEGV when an inference is
             # cancelled as it completes (triton-inference-server/server#7368, fixed by PR #7840; a further race in
             # #8034), and every cancelled stream cancels its frames. Seen here: a soak of cancelling clients
@@ -224,8 +316,8 @@ class GrpcTritonGateway:
             call = asyncio.ensure_future(
                 self._client.infer(
                     model,
-                    request_inputs,
-                    outputs=requested,
+                    request.inputs,
+                    outputs=request.outputs,
                     client_timeout=timeout_s or self._timeout_s,
                     headers=trace_headers(),
                 )
@@ -233,22 +325,26 @@ class GrpcTritonGateway:
             self._calls.add(call)
             self.in_flight += 1
             call.add_done_callback(self._call_done)
+            if lease is not None:
+                # The region's first holder: Triton, until its answer is in (it may write outputs until then),
+                # even when this coroutine is cancelled first; the second is the reader below.
+                call.add_done_callback(lambda _: lease.release())
             try:
-                result = await asyncio.shield(call)
-            except InferenceServerException as exc:
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc.status())))
-                raise self._failed(exc, model) from None
+                try:
+                    result = await asyncio.shield(call)
+                except InferenceServerException as exc:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc.status())))
+                    if lease is not None and not is_transient(exc):
+                        raise _SharedMemoryRefused(str(exc.message() or exc)) from None
+                    raise self._failed(exc, model) from None
+                finally:
+                    if self._metrics is not None:
+                        self._metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
+                self._answered()
+                return _arrays(result, request, model)
             finally:
-                if self._metrics is not None:
-                    self._metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
-            self._answered()
-        arrays: dict[str, npt.NDArray[Any]] = {}
-        for name in outputs:
-            array = result.as_numpy(name)
-            if array is None:
-                raise UnavailableError(f"Triton returned no output {name!r} for model {model!r}")
-            arrays[name] = array
-        return arrays
+                if lease is not None:
+                    lease.release()
 
 
 _TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"})
@@ -278,3 +374,66 @@ def _domain_error(exc: InferenceServerException, model: str) -> Exception:
     if name in _REJECTED:
         return InvalidArgumentError(f"the network rejected its inputs: {message}")
     return InferenceFailedError(f"the network failed on this input ({name or 'error'}): {message}")
+
+
+class _SharedMemoryRefused(Exception):
+    """Triton refused a call whose tensors were in shared memory for a reason that is not transient."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One call's request tensors; with a lease, those in its region lie where ``layout`` says."""
+
+    inputs: list[grpcclient.InferInput]
+    outputs: list[grpcclient.InferRequestedOutput]
+    names: Sequence[str]
+    lease: Lease | None = None
+    layout: Layout | None = None
+
+
+def _in_band(inputs: Tensors, outputs: Sequence[str]) -> _Request:
+    request_inputs = []
+    for name, array in inputs.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        request_inputs.append(tensor)
+    return _Request(request_inputs, [grpcclient.InferRequestedOutput(name) for name in outputs], outputs)
+
+
+def _arrays(result: grpcclient.InferResult, request: _Request, model: str) -> dict[str, npt.NDArray[Any]]:
+    """The requested outputs: copied out of the region when Triton wrote them there, else from the answer."""
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for name in request.names:
+        placed = request.layout.outputs.get(name) if request.layout is not None else None
+        if placed is not None and request.lease is not None:
+            tensor = result.get_output(name)
+            if tensor is None:
+                raise UnavailableError(f"Triton returned no output {name!r} for model {model!r}")
+            dtype = np.dtype(triton_to_np_dtype(tensor.datatype))
+            arrays[name] = request.lease.region.read(dtype, list(tensor.shape), placed[0])
+            continue
+        array = result.as_numpy(name)
+        if array is None:
+            raise UnavailableError(f"Triton returned no output {name!r} for model {model!r}")
+        arrays[name] = array
+    return arrays
+
+
+class _Registrar:
+    """The pool's Triton calls, over the gateway's client."""
+
+    def __init__(self, client: grpcclient.InferenceServerClient, timeout_s: float) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+
+    async def register(self, name: str, key: str, byte_size: int) -> None:
+        try:
+            await self._client.register_system_shared_memory(name, key, byte_size, client_timeout=self._timeout_s)
+        except InferenceServerException as exc:
+            raise RegistrationError(str(exc.message() or exc), transient=is_transient(exc)) from None
+
+    async def unregister(self, name: str) -> None:
+        try:
+            await self._client.unregister_system_shared_memory(name, client_timeout=self._timeout_s)
+        except InferenceServerException as exc:
+            raise RegistrationError(str(exc.message() or exc), transient=is_transient(exc)) from None
