@@ -40,7 +40,7 @@ from tests.helpers import (
 from tools.fixtures.shapes_caffe import main as write_shapes_caffe
 from zoo import fixtures
 
-FIXTURES = ROOT / "tests" / "convert" / "fixtures"
+FIXTURES = ROOT / "tests" / "service" / "convert" / "fixtures"
 SAMPLES = ROOT / "samples"
 MODELS = ROOT / "model_repository"
 TOLERANCE = 1e-4

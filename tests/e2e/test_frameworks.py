@@ -32,7 +32,7 @@ from tests.helpers import ROOT, Client, TritonFixture, encode
 from tools.fixtures.caffe_fixtures import FASTER_RCNN_ROIS
 from tools.fixtures.caffe_nets import CaffeNet
 
-CAFFE = ROOT / "tests" / "convert" / "fixtures" / "caffe" / "faster-rcnn"
+CAFFE = ROOT / "tests" / "service" / "convert" / "fixtures" / "caffe" / "faster-rcnn"
 RED, GREEN = (230, 20, 25), (20, 230, 30)
 
 
@@ -381,7 +381,7 @@ async def test_a_3d_convolution_is_an_unsupported_layer(client: Client) -> None:
 
 # ============================================================================ TensorFlow 2.x SavedModels
 
-TF2 = ROOT / "tests" / "convert" / "fixtures" / "tensorflow" / "tf2-tagger" / "saved_model"
+TF2 = ROOT / "tests" / "service" / "convert" / "fixtures" / "tensorflow" / "tf2-tagger" / "saved_model"
 
 
 def tensorflow_scores(python: Path, pixels: npt.NDArray[np.float32], tmp: Path) -> npt.NDArray[np.float32]:
