@@ -10,7 +10,9 @@ import grpc
 import numpy as np
 import onnx
 import pytest
+from google.protobuf import text_format
 from onnx import TensorProto, helper
+from tritonclient.grpc import model_config_pb2
 
 from service.api.errors import STATUS_TABLE, to_status
 from service.convert import (
@@ -118,9 +120,12 @@ def test_tensor_renaming_rewrites_every_use() -> None:
 def test_the_config_of_a_caffe_upload_is_the_one_writers(tmp_path: Path) -> None:
     result = convert_to_onnx("caffe", caffe_files(), tmp_path)
     text = config_pbtxt(served_signature(result.onnx_model, max_batch_size=8))
-    assert text.startswith('backend: "onnxruntime"\nmax_batch_size: 8\n')
-    assert 'name: "data" data_type: TYPE_FP32 dims: [ 3, 64, 64 ]' in text
-    assert 'name: "share" data_type: TYPE_FP32 dims: [ 6 ]' in text
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert (config.name, config.backend, config.max_batch_size) == ("", "onnxruntime", 8)
+    tensors = [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in config.input]
+    assert tensors == [("data", "TYPE_FP32", [3, 64, 64])]
+    tensors = [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in config.output]
+    assert tensors == [("share", "TYPE_FP32", [6])]
 
 
 def test_unknown_tensor_names_are_invalid(tmp_path: Path) -> None:
