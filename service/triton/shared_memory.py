@@ -184,6 +184,11 @@ class RegionPool:
         return len(self._leased)
 
     @property
+    def names(self) -> list[str]:
+        """The names of the regions that exist now (their ``/dev/shm`` file names)."""
+        return sorted([r.name for idle in self._idle.values() for r in idle] + [r.name for r in self._leased])
+
+    @property
     def byte_size(self) -> int:
         """Bytes of the regions that exist or are being created."""
         return self._bytes

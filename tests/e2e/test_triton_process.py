@@ -25,6 +25,7 @@ import pytest
 import tritonclient.grpc.aio as grpcclient
 
 from service.triton.embedded import EmbeddedTriton
+from service.triton.gateway import GrpcTritonGateway
 from tests.e2e.triton_load import Load, request
 from tests.helpers import ROOT, write_slow_model
 
@@ -113,7 +114,12 @@ async def test_killed_triton_restarts_on_the_same_port(work: Path) -> None:
         repositories(work), work / "triton", on_down=lambda: events.append("down"), on_up=on_up, stop_grace_s=4
     )
     url = await embedded.start(timeout_s=START_TIMEOUT_S)
+    gateway = GrpcTritonGateway(url, shared_memory=lambda: embedded.shm_prefix)
+    image = np.random.default_rng(5).random((1, 3, 128, 128), dtype=np.float32)
     try:
+        expected = (await gateway.infer("shapes-yolo", {"images": image}, ["output"]))["output"]
+        assert gateway.shared_memory is not None
+        old_regions = gateway.shared_memory.names
         old_pid, old_prefix = embedded.pid, embedded.shm_prefix
         assert old_pid is not None
         assert old_prefix is not None
@@ -138,11 +144,21 @@ async def test_killed_triton_restarts_on_the_same_port(work: Path) -> None:
         assert embedded.restarts == 1
         assert embedded.pid not in (None, old_pid)
         assert (await infer_once(url)).shape == (1, 6)
+        assert old_regions
+        assert all(name.startswith(old_prefix) for name in old_regions)
+        after = await gateway.infer("shapes-yolo", {"images": image}, ["output"])
+        assert np.array_equal(after["output"], expected), "shared memory should work with the new Triton"
+        new_regions = gateway.shared_memory.names
+        assert new_regions
+        assert not set(new_regions) & set(old_regions), "the new Triton gets regions of its own"
         assert not instance_processes(old_prefix), "processes of the killed instance are left"
         assert not still_there(old_stubs)
         assert not shm_regions(old_prefix)
         new_prefix = embedded.shm_prefix
         assert new_prefix is not None
+        assert all(name.startswith(new_prefix) for name in new_regions)
+        await gateway.close()
+        assert not set(shm_regions(new_prefix)) & set(new_regions), "close() unlinks the gateway's regions"
         began = time.monotonic()
         await embedded.stop()
         print(f"stop() idle: {time.monotonic() - began:.2f} s (grace 4 s)")
@@ -150,21 +166,28 @@ async def test_killed_triton_restarts_on_the_same_port(work: Path) -> None:
         assert not shm_regions(new_prefix)
         assert events == ["down", "up"], "a stop is not an outage"
     finally:
+        await gateway.close()
         await embedded.stop()
 
 
 SERVICE = """
 import asyncio, sys
+import numpy as np
 from pathlib import Path
 from service.triton.embedded import EmbeddedTriton
+from service.triton.gateway import GrpcTritonGateway
+from service.triton.gateway import GrpcTritonGateway
 from tests.e2e.triton_load import Load
 
 async def main() -> None:
     work = Path(sys.argv[1])
     embedded = EmbeddedTriton([Path(sys.argv[2])], work)
     url = await embedded.start(timeout_s=float(sys.argv[3]))
+    gateway = GrpcTritonGateway(url, shared_memory=lambda: embedded.shm_prefix)
+    image = np.zeros((1, 3, 128, 128), np.float32)
+    await asyncio.gather(*(gateway.infer("shapes-yolo", {"images": image}, ["output"]) for _ in range(4)))
     async with Load(url, "colors", in_flight=4):
-        print(embedded.shm_prefix, flush=True)
+        print(embedded.shm_prefix, *gateway.shared_memory.names, flush=True)
         await asyncio.sleep(3600)
 
 asyncio.run(main())
@@ -182,10 +205,12 @@ async def test_killed_service_leaves_no_triton_behind(work: Path) -> None:
     try:
         assert service.stdout is not None
         line = await asyncio.wait_for(service.stdout.readline(), START_TIMEOUT_S + 30)
-        prefix = line.decode().strip()
+        prefix, *gateway_regions = line.decode().split()
         assert prefix.startswith("sightline_"), f"the service did not start: {line!r}"
         assert len(instance_processes(str(triton_dir))) >= 3, "expected the reaper, tritonserver and its stubs"
         assert shm_regions(prefix)
+        assert gateway_regions, "the service's gateway should hold shared-memory regions"
+        assert set(gateway_regions) <= set(shm_regions(prefix)), "the gateway's regions carry the reaper's prefix"
         os.killpg(service.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         await service.wait()
@@ -193,7 +218,7 @@ async def test_killed_service_leaves_no_triton_behind(work: Path) -> None:
         print(f"\nSIGKILL of the service: its Triton tree was gone {time.monotonic() - killed_at:.2f} s later")
         assert not left, f"left behind: {left}"
         assert not instance_processes(prefix)
-        assert not shm_regions(prefix)
+        assert not shm_regions(prefix), "neither Triton's nor the gateway's regions may outlive a killed service"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(service.pid, signal.SIGKILL)
