@@ -139,10 +139,12 @@ zoo-eval-service: $(EVAL_STAMP)
 eval-tracking: $(EVAL_STAMP)
 	$(BIN)/python -m bench.tracking_eval
 
-## Every benchmark, printing ratios (docs/performance.md): post-processing against OpenCV's C++ NMS, then the
-## stream against direct-Triton clients (a few minutes; the stream part alone is make bench-stream).
+## Every benchmark, printing ratios (docs/performance.md): post-processing against OpenCV's C++ NMS, Triton's
+## shared memory against in-band tensors, then the stream against direct-Triton clients (a few minutes; the
+## stream part alone is make bench-stream).
 bench: $(STAMP)
 	$(BIN)/python -m bench.postprocess_bench
+	$(BIN)/python -m bench.shm_bench
 	$(BIN)/python -m bench.stream_bench
 
 ## StreamRecognize against a direct-Triton OpenCV client and Sightline's own preprocessing in-process, at 1 and 4

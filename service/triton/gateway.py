@@ -272,11 +272,16 @@ class GrpcTritonGateway:
             return None
         region = lease.region
         request_inputs = []
-        for name, array in inputs.items():
-            offset, size = layout.inputs[name]
-            region.write(array, offset)
-            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            request_inputs.append(tensor.set_shared_memory(region.name, size, offset))
+        try:
+            for name, array in inputs.items():
+                offset, size = layout.inputs[name]
+                region.write(array, offset)
+                tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+                request_inputs.append(tensor.set_shared_memory(region.name, size, offset))
+        except BaseException:
+            lease.release()  # never sent: both holders let go here
+            lease.release()
+            raise
         requested = []
         for name in outputs:
             output = grpcclient.InferRequestedOutput(name)

@@ -23,6 +23,7 @@ Contract of the pool (``RegionPool``):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -249,20 +250,37 @@ class RegionPool:
             self._disable(f"no region could be created: {error.__cause__ or error}")
             return None
         self._bytes += size
+        registering = asyncio.ensure_future(self._registrar.register(region.name, region.key, size))
         try:
-            await self._registrar.register(region.name, region.key, size)
+            await asyncio.shield(registering)
         except RegistrationError as error:
             self._bytes -= size
             region.destroy()
             if not error.transient:
                 self._disable(f"Triton could not map a region of this process: {error}")
             return None  # transient: Triton is restarting or overloaded; this call goes in-band
+        except asyncio.CancelledError:
+            # The caller went away (a cancelled stream) while Triton registers: the region joins the idle ones
+            # once Triton has answered, so that it is neither lost to the pool nor left registered unknown to it.
+            registering.add_done_callback(lambda done: self._adopt(region, done))
+            raise
         region.registered = True
         if self._closed or generation != self._generation:
             # Closed, or a new Triton came while this one registered: nobody would give it back.
             await self._drop(region)
             return None
         return region
+
+    def _adopt(self, region: Region, registering: asyncio.Future[None]) -> None:
+        """A region whose caller was cancelled while it was registered: idle if that worked, else gone."""
+        failed = registering.cancelled() or registering.exception() is not None
+        if failed or self._closed or region.generation != self._generation:
+            # Left registered when it worked: a stale registration dies with its Triton; close() cannot see it.
+            self._bytes -= region.byte_size
+            region.destroy()
+            return
+        region.registered = True
+        self._idle.setdefault(region.byte_size, []).append(region)
 
     async def _evict(self, size: int) -> bool:
         """Drop idle regions until ``size`` more bytes fit; whether they do."""

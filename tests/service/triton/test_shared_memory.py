@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -24,8 +25,11 @@ class FakeTriton:
         self.registrations = 0
         self.unregistered: list[str] = []
         self.fail: RegistrationError | None = None
+        self.answer = asyncio.Event()
+        self.answer.set()
 
     async def register(self, name: str, key: str, byte_size: int) -> None:
+        await self.answer.wait()
         if self.fail is not None:
             raise self.fail
         assert (SHM / key.lstrip("/")).exists(), "a region is registered after it exists"
@@ -241,3 +245,20 @@ async def test_a_region_the_reaper_removed_is_closed_quietly(triton: FakeTriton,
     (SHM / lease.region.name).unlink()  # what the reaper does when its Triton ends
     await pool.close()
     assert triton.unregistered == [lease.region.name]
+
+
+async def test_a_call_cancelled_while_its_region_registers_leaves_it_to_the_pool(
+    pool: RegionPool, triton: FakeTriton, prefix: Prefix
+) -> None:
+    triton.answer.clear()  # Triton is slow to register
+    acquiring = asyncio.create_task(pool.acquire(100))
+    await asyncio.sleep(0.01)
+    acquiring.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await acquiring
+    triton.answer.set()
+    await asyncio.sleep(0.01)
+    assert pool.regions == 1, "the registered region should be idle in the pool, not lost"
+    lease = await pool.acquire(100)
+    assert lease is not None
+    assert triton.registrations == 1
