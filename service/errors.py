@@ -5,7 +5,10 @@ The API layer maps each class to a status code in one table (``service.api.error
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import sqlite3
 from dataclasses import dataclass
 
 __all__ = [
@@ -22,7 +25,9 @@ __all__ = [
     "ShuttingDownError",
     "SightlineError",
     "SourceUnavailableError",
+    "StorageFullError",
     "UnavailableError",
+    "as_domain_error",
     "quote",
     "without_paths",
 ]
@@ -122,6 +127,42 @@ class ResourceExhaustedError(SightlineError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StorageFullError(ResourceExhaustedError):
+    """The server's storage (its disk, a quota, a file-size limit, its database's disk) had no room for what a
+    request wrote; what the request had written was removed or rolled back."""
+
+    reason = "STORAGE_FULL"
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"the server's storage is full ({cause}): nothing of this request was kept; retry later, once the "
+            "server's operator has made room (the server logged it)"
+        )
+
+
+# ENOSPC: the disk; EDQUOT: a quota; EFBIG: a file-size limit (RLIMIT_FSIZE, the file system's largest file).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_POSTGRES_DISK_FULL = "53100"
+
+
+def as_domain_error(exc: BaseException) -> SightlineError | None:
+    """``exc`` as the domain error it stands for, or None for a fault of the server's own.
+
+    Beyond the service's own errors, storage that runs out is a condition of the server, not a bug, wherever it
+    is met (staging an upload, writing a model folder, a database write): SQLite's SQLITE_FULL and PostgreSQL's
+    ``disk_full`` (SQLSTATE 53100) too.
+    """
+    if isinstance(exc, SightlineError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        return StorageFullError(os.strerror(exc.errno))
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return StorageFullError("the database's disk is full")
+    if getattr(exc, "sqlstate", None) == _POSTGRES_DISK_FULL:
+        return StorageFullError("the database's disk is full")
+    return None
 
 
 class UnavailableError(SightlineError):

@@ -26,7 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from postprocess.types import BBox, LabelsResult, Prediction
 from service.domain import RecognitionResult
 from service.domain.results import TaskData, TensorsResult
-from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError, SightlineError
+from service.errors import InvalidArgumentError, NotFoundError, ResourceExhaustedError, as_domain_error
 from service.store import TaskRecord
 
 __all__ = [
@@ -167,14 +167,14 @@ class TaskRunner(Generic[R]):
         try:
             result = await work()
             data = None if result is None else self._encode(result)
-        except SightlineError as exc:
-            status, error = "error", exc.message
         except asyncio.CancelledError:
             await self._finish(record.id, "error", "cancelled: the server shut down", None)
             raise
-        except Exception:
-            log.exception("task %s failed", record.id)
-            status, error = "error", "internal error"
+        except Exception as exc:
+            known = as_domain_error(exc)
+            if known is not exc:  # a fault, or storage that ran out: the operator has to know
+                log.exception("task %s failed", record.id)
+            status, error = "error", "internal error" if known is None else known.message
         await self._finish(record.id, status, error, data)
 
     async def _finish(self, task_id: str, status: str, error: str | None, data: Any) -> None:

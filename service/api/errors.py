@@ -30,6 +30,7 @@ from service.errors import (
     ResourceExhaustedError,
     SightlineError,
     UnavailableError,
+    as_domain_error,
     without_paths,
 )
 from service.observability import REQUEST_ID
@@ -137,11 +138,14 @@ def _internal_status() -> status_pb2.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     """Abort the RPC with the status of ``exc`` (INTERNAL, without its text, for an unexpected one)."""
-    if isinstance(exc, SightlineError):
-        status = to_status(exc)
-    else:
+    error = as_domain_error(exc)
+    if error is None:
         log.error("unexpected error", exc_info=exc)
         status = _internal_status()
+    else:
+        if error is not exc:
+            log.error("%s", error.message, exc_info=exc)  # the operator must act: say it where they look
+        status = to_status(error)
     await context.abort_with_status(_with_request_id(rpc_status.to_status(status)))
 
 

@@ -3,6 +3,11 @@ field errors that name their field, and the retry delays the API layer turns int
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+from pathlib import Path
+
+import psycopg.errors
 import pytest
 
 from service.errors import (
@@ -12,7 +17,9 @@ from service.errors import (
     NotFoundError,
     ShuttingDownError,
     SightlineError,
+    StorageFullError,
     UnavailableError,
+    as_domain_error,
     quote,
     without_paths,
 )
@@ -83,3 +90,44 @@ def test_every_error_is_a_sightline_error_with_its_message() -> None:
     error = UnavailableError("down")
     assert isinstance(error, SightlineError)
     assert str(error) == error.message == "down"
+
+
+# ------------------------------------------------------------------------------ storage that runs out
+
+
+def test_a_write_to_a_full_device_is_storage_full() -> None:
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    with pytest.raises(OSError, match="No space left") as full, Path("/dev/full").open("wb", buffering=0) as device:
+        device.write(b"model bytes")
+    assert full.value.errno == errno.ENOSPC
+    error = as_domain_error(full.value)
+    assert isinstance(error, StorageFullError)
+    assert error.reason == "STORAGE_FULL"
+    assert "No space left on device" in error.message
+    assert "nothing of this request was kept" in error.message
+
+
+def test_a_full_sqlite_database_is_storage_full(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "small.db")
+    conn.execute("CREATE TABLE t (v BLOB)")
+    conn.execute("PRAGMA max_page_count = 8")  # SQLite answers SQLITE_FULL past it, as on a full disk
+    with pytest.raises(sqlite3.OperationalError, match="full") as full:
+        conn.executemany("INSERT INTO t VALUES (?)", [(bytes(4096),)] * 100)
+    conn.close()
+    assert isinstance(as_domain_error(full.value), StorageFullError)
+
+
+def test_postgres_disk_full_and_quota_and_file_size_are_storage_full() -> None:
+    assert isinstance(as_domain_error(psycopg.errors.DiskFull("could not extend file")), StorageFullError)
+    assert isinstance(as_domain_error(OSError(errno.EDQUOT, "Disk quota exceeded")), StorageFullError)
+    assert isinstance(as_domain_error(OSError(errno.EFBIG, "File too large")), StorageFullError)
+
+
+def test_other_faults_are_not_domain_errors_and_domain_errors_are_themselves(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as missing:
+        (tmp_path / "absent").read_bytes()
+    assert as_domain_error(missing.value) is None
+    assert as_domain_error(sqlite3.OperationalError("no such table: t")) is None
+    assert as_domain_error(RuntimeError("bug")) is None
+    not_found = NotFoundError("network", "7")
+    assert as_domain_error(not_found) is not_found

@@ -17,7 +17,14 @@ import grpc
 from aiohttp import web
 
 from service.api.errors import code_for
-from service.errors import InvalidArgumentError, NotFoundError, SightlineError, without_paths
+from service.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    SightlineError,
+    StorageFullError,
+    as_domain_error,
+    without_paths,
+)
 from service.observability import REQUEST_ID
 
 __all__ = ["HttpError", "UnsupportedMediaType", "error_response", "http_status", "json_response"]
@@ -61,6 +68,8 @@ def http_status(exc: SightlineError) -> int:
     """The HTTP status of a domain error."""
     if isinstance(exc, HttpError):
         return exc.status
+    if isinstance(exc, StorageFullError):
+        return 507  # Insufficient Storage: neither the client's fault (413) nor a rate it can slow down to (429)
     code = code_for(exc)
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and getattr(exc, "retry_after_s", None) is None:
         return 413
@@ -79,16 +88,19 @@ def error_response(exc: BaseException) -> web.Response:
     request_id = REQUEST_ID.get()
     body: dict[str, Any]
     headers: dict[str, str] = {}
-    if isinstance(exc, SightlineError):
-        status = http_status(exc)
-        body = {"error": without_paths(exc.message), "reason": exc.reason, "request_id": request_id}
-        if isinstance(exc, InvalidArgumentError) and exc.violations:
+    error = as_domain_error(exc)
+    if error is not None and error is not exc:
+        log.error("%s", error.message, exc_info=exc)  # the operator must act: say it where they look
+    if error is not None:
+        status = http_status(error)
+        body = {"error": without_paths(error.message), "reason": error.reason, "request_id": request_id}
+        if isinstance(error, InvalidArgumentError) and error.violations:
             body["field_violations"] = [
-                {"field": v.field, "description": without_paths(v.description)} for v in exc.violations
+                {"field": v.field, "description": without_paths(v.description)} for v in error.violations
             ]
-        if isinstance(exc, NotFoundError):
-            body["resource_type"], body["resource_id"] = exc.resource_type, exc.resource_id
-        retry = getattr(exc, "retry_after_s", None)
+        if isinstance(error, NotFoundError):
+            body["resource_type"], body["resource_id"] = error.resource_type, error.resource_id
+        retry = getattr(error, "retry_after_s", None)
         if retry is not None:
             body["retry_after_s"] = retry
             headers["Retry-After"] = str(max(1, math.ceil(retry)))

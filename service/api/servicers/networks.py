@@ -17,7 +17,7 @@ from service.api.converters import (
 from service.api.errors import grpc_errors
 from service.api.linger import linger
 from service.auth import current_principal
-from service.errors import InvalidArgumentError, SightlineError
+from service.errors import InvalidArgumentError
 from service.registry import Registry
 
 __all__ = ["NetworkServicer"]
@@ -55,7 +55,7 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
         try:
             draft = upload_draft(await anext(aiter(request_iterator), None))
             network = await self._registry.create_network(current_principal().organisation, draft, chunks())
-        except SightlineError:
+        except Exception:
             await linger(request_iterator)
             raise
         return network_to_proto(network)

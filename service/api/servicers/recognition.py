@@ -23,7 +23,7 @@ from service.api.converters import (
 from service.api.errors import grpc_errors, grpc_stream_errors
 from service.api.linger import linger
 from service.auth import current_principal
-from service.errors import ShuttingDownError, SightlineError
+from service.errors import ShuttingDownError
 from service.inference_tasks import InferenceTasks
 from service.recognition import Recognizer
 from service.registry import Registry
@@ -164,6 +164,6 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
                     yield outcome_to_proto(outcome)
         except ShuttingDownError:
             raise  # the drain's grace is not spent on reading frames nobody will recognise
-        except SightlineError:
+        except Exception:
             await linger(request_iterator)
             raise
