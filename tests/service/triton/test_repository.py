@@ -15,7 +15,6 @@ from tritonclient.utils import triton_to_np_dtype
 from service.errors import InvalidArgumentError
 from service.triton.repository import config_pbtxt, inspect_onnx
 from service.triton.tensors import DATA_TYPES, Signature, TensorSignature, signature_from_config
-from tests.helpers import ROOT
 
 TRITON_DTYPES = [t.name for t in DATA_TYPES]
 
@@ -74,28 +73,3 @@ def test_a_file_onnx_runtime_cannot_load_is_the_uploaders_error(tmp_path: Path) 
     (tmp_path / "model.onnx").write_bytes(b"not a model")
     with pytest.raises(InvalidArgumentError, match=r"model\.onnx is not an ONNX model ONNX Runtime can load"):
         inspect_onnx(tmp_path / "model.onnx", max_batch_size=8)
-
-
-BUNDLED = sorted(p.parent.name for p in (ROOT / "model_repository").glob("*/config.pbtxt"))
-
-
-@pytest.mark.parametrize("model", BUNDLED)
-def test_the_bundled_configs_say_what_the_one_writer_would(model: str) -> None:
-    # The public models' configs are written by dev tools (tools/pretrained, zoo/): they must agree with what
-    # the service derives from the same graph, tensor by tensor, or the two would serve the model differently.
-    folder = ROOT / "model_repository" / model
-    bundled = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    assert bundled.backend == "onnxruntime"
-    served = signature_from_config(json_format.MessageToDict(bundled, preserving_proto_field_name=True))
-    derived = inspect_onnx(folder / "1" / "model.onnx", max_batch_size=bundled.max_batch_size)
-    assert served.batched is derived.batched
-    assert [(t.name, t.dtype, served.sample_dims(t)) for t in served.inputs] == [
-        (t.name, t.dtype, derived.sample_dims(t)) for t in derived.inputs
-    ]
-    by_name = {t.name: t for t in derived.outputs}
-    for t in served.outputs:
-        # A bundled config may list fewer outputs than the graph has, and fix a size the graph leaves free.
-        assert t.name in by_name, f"{model}: output {t.name!r} is not in the graph"
-        graph = by_name[t.name]
-        assert t.dtype == graph.dtype
-        assert all(g in (-1, s) for s, g in zip(served.sample_dims(t), derived.sample_dims(graph), strict=True))
