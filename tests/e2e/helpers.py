@@ -10,10 +10,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 import pytest
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from service._proto.sightline.v1 import inference_pb2, recognition_pb2, streams_pb2
 from tests.helpers import COLOR_SAMPLES, ROOT, encode
@@ -136,3 +139,28 @@ async def sightline(*args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+def reason(error: grpc.RpcError) -> str:
+    """The ``ErrorInfo`` reason of a failed call's ``google.rpc.Status`` (the call must carry one)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no google.rpc.Status details"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    raise AssertionError("no ErrorInfo in the status")
+
+
+def violations(error: grpc.RpcError) -> list[str]:
+    """The fields of a failed call's ``BadRequest`` violations, in order."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no google.rpc.Status details"
+    fields = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [v.field for v in bad.field_violations]
+    return fields

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from service._proto.sightline.v1 import common_pb2, inference_pb2, recognition_pb2, tasks_pb2
 from service.auth import KeyKind, create_key
 from service.server import Application, running
-from tests.e2e.helpers import colors_spec
+from tests.e2e.helpers import colors_spec, reason
 from tests.helpers import Client, TritonFixture, network_message, registry_settings
 
 RED = (Path(__file__).resolve().parents[2] / "samples" / "red.png").read_bytes()
@@ -38,12 +38,6 @@ def details(error: grpc.aio.AioRpcError) -> list[object]:
                 packed.Unpack(message)
                 found.append(message)
     return found
-
-
-def reason(error: grpc.aio.AioRpcError) -> str:
-    infos = [d for d in details(error) if isinstance(d, error_details_pb2.ErrorInfo)]
-    assert infos, "no ErrorInfo"
-    return str(infos[0].reason)
 
 
 def raw(channel: grpc.aio.Channel, method: str, kind: str) -> object:

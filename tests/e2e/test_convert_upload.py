@@ -21,12 +21,11 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from service._proto.sightline.v1 import common_pb2, inference_pb2, networks_pb2, recognition_pb2, tasks_pb2
 from service.convert.tensorflow import ENABLE_HINT, default_python
 from service.server import Application, running
+from tests.e2e.helpers import reason, violations
 from tests.helpers import (
     DATABASES,
     ROOT,
@@ -230,29 +229,6 @@ async def assert_nothing_left(server: Server, before: set[str]) -> None:
     assert repository.folders().keys() == before
     ours = {m for m in await app.gateway.loaded_models() if repository.network_id(m) is not None}
     assert ours == {repository.model_name(i) for i in before}
-
-
-def reason(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return str(info.reason)
-    return ""
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
 
 
 # =================================================================================================== Caffe

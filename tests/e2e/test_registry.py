@@ -18,8 +18,6 @@ import numpy.typing as npt
 import onnx
 import pytest
 from google.protobuf import field_mask_pb2, json_format, struct_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from onnx import TensorProto, helper
 
 from service._proto.sightline.v1 import (
@@ -32,23 +30,11 @@ from service._proto.sightline.v1 import (
 )
 from service.api import linger as linger_module
 from service.server import Application
-from tests.e2e.helpers import classification, colors_spec, recognize
+from tests.e2e.helpers import classification, colors_spec, recognize, violations
 from tests.helpers import COLORS_PREPROCESSING, Client, colors_files, network_message, upload_messages, wait_task
 
 SolidImage = Callable[..., bytes]
 RED = (230, 20, 25)
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from service._proto.sightline.v1 import common_pb2, networks_pb2, networks_pb2_grpc, tasks_pb2
 from tests.e2e.external import ExternalService
+from tests.e2e.helpers import reason
 from tests.helpers import Client, TritonFixture, colors_files, network_message, upload_messages, wait_task
 
 PREFIX = "full-net-"
@@ -38,17 +37,6 @@ def big_upload() -> list[networks_pb2.CreateNetworkRequest]:
         ),
     ]
     return upload_messages(network, {"model.onnx": data, "mean.npy": colors_files()["mean.npy"]}, declared=declared)
-
-
-def reason(error: grpc.RpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return str(info.reason)
-    return ""
 
 
 def ours(triton: TritonFixture) -> set[str]:
