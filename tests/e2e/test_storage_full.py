@@ -14,11 +14,21 @@ from pathlib import Path
 
 import grpc
 import pytest
+from deepomatic.api.client import Client as RestClient
+from deepomatic.api.exceptions import BadStatus
 
 from service._proto.sightline.v1 import common_pb2, networks_pb2, networks_pb2_grpc, tasks_pb2
-from tests.e2e.external import ExternalService
+from tests.e2e.external import ExternalService, free_port
 from tests.e2e.helpers import reason
-from tests.helpers import Client, TritonFixture, colors_files, network_message, upload_messages, wait_task
+from tests.helpers import (
+    COLORS_PREPROCESSING,
+    Client,
+    TritonFixture,
+    colors_files,
+    network_message,
+    upload_messages,
+    wait_task,
+)
 
 PREFIX = "full-net-"
 LIMIT = 3 * 1024 * 1024
@@ -43,6 +53,9 @@ def ours(triton: TritonFixture) -> set[str]:
     return {p.name for p in triton.models.iterdir() if p.name.startswith(PREFIX)}
 
 
+REST_PORT = free_port()
+
+
 @pytest.fixture
 def service(triton: TritonFixture, tmp_path: Path) -> Iterator[ExternalService]:
     with ExternalService(
@@ -50,6 +63,7 @@ def service(triton: TritonFixture, tmp_path: Path) -> Iterator[ExternalService]:
         SIGHTLINE_TRITON_URL=triton.url,
         SIGHTLINE_MODELS_DIR=str(triton.models),
         SIGHTLINE_MODEL_NAME_PREFIX=PREFIX,
+        SIGHTLINE_REST_PORT=str(REST_PORT),
     ).running() as running:
         assert running.process is not None
         resource.prlimit(running.process.pid, resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY))
@@ -83,6 +97,18 @@ async def test_an_upload_that_fills_the_storage_is_refused_leaves_nothing_and_th
             details = error.details() or ""
             assert "storage is full (File too large)" in details
             assert "nothing of this request was kept" in details
+
+        # The v0.7 REST facade, through the official client: 507 Insufficient Storage, which it does not retry.
+        big = tmp_path / "model.onnx"
+        big.write_bytes(bytes(6 * 1024 * 1024))
+        rest = RestClient(host=f"http://127.0.0.1:{REST_PORT}", api_key="unused: API keys are off on loopback")
+        with big.open("rb") as model, pytest.raises(BadStatus) as refused:
+            rest.Network.create(
+                name="too big", framework="onnx", preprocessing=COLORS_PREPROCESSING, files={"model.onnx": model}
+            )
+        assert refused.value.status_code == 507, refused.value.content
+        assert refused.value.json()["reason"] == "STORAGE_FULL"
+        big.unlink()
 
         # Nothing half-written: no staged files, no model folder, no network row.
         staging = tmp_path / "staging"

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 from aiohttp import BodyPartReader, web
 
 from service.api.rest.errors import UnsupportedMediaType
-from service.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError, quote
+from service.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError, as_domain_error, quote
 
 __all__ = [
     "BOOL",
@@ -62,6 +62,14 @@ _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x01\x00")
 
 
+def _not_stored(exc: OSError) -> Exception:
+    """What a failure to write the spool answers: storage that ran out is itself (the error answer says
+    STORAGE_FULL and logs it for the operator); any other failure may pass, 503."""
+    if as_domain_error(exc) is not None:
+        return exc
+    return UnavailableError(f"the server could not store the upload ({exc.strerror}); retry later")
+
+
 @dataclass(frozen=True, slots=True)
 class SpooledFile:
     """An uploaded file written to the spool: its name (the form field's), size in bytes and SHA-256 (hex)."""
@@ -90,7 +98,7 @@ class Spool:
         try:
             self.folder.mkdir(parents=True)
         except OSError as exc:
-            raise UnavailableError(f"the server could not store the upload ({exc.strerror}); retry later") from None
+            raise _not_stored(exc) from None
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -118,7 +126,7 @@ class Spool:
                     digest.update(chunk)
                     out.write(chunk)
         except OSError as exc:
-            raise UnavailableError(f"the server could not store the upload ({exc.strerror}); retry later") from None
+            raise _not_stored(exc) from None
         self.files.append(SpooledFile(name, path, size, digest.hexdigest()))
 
 
