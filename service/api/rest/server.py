@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import trace
 
 from service.api.observability import usable_request_id
@@ -34,6 +35,27 @@ log = logging.getLogger("sightline.access")
 
 _MAX_LINE_BYTES = 1024 * 1024
 """Longest request line: ``batch_wait`` polls ``/tasks/?task_ids=...`` with every pending id, thousands of them."""
+
+
+class _OneLineForBadRequests(logging.Filter):
+    """aiohttp logs each request it cannot parse (bytes that are not HTTP, a header over the limit, an HTTP/2
+    preface on this HTTP/1.1 port) at ERROR with a traceback and the bytes it got, up to kilobytes of them: the
+    client's error, not the server's, and a way for anyone who reaches the port to fill the log. It becomes one
+    INFO line with the parser's verdict cut short; aiohttp still answers 400 and closes the connection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            verdict = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+            said = record.getMessage()
+            record.msg, record.args = "%s: %s %d, %r", (said, type(exc).__name__, exc.code, verdict[:80])
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_PROTOCOL_LOG = logging.getLogger("sightline.rest.protocol")
+_PROTOCOL_LOG.addFilter(_OneLineForBadRequests())
 
 
 class RestServer:
@@ -58,7 +80,7 @@ class RestServer:
         self.app = web.Application(
             middlewares=[self._middleware],
             client_max_size=max_body_bytes,
-            handler_args={"max_line_size": _MAX_LINE_BYTES, "max_field_size": 64 * 1024},
+            handler_args={"max_line_size": _MAX_LINE_BYTES, "max_field_size": 64 * 1024, "logger": _PROTOCOL_LOG},
         )
         for route in routes.routes():
             handler = self._guarded(route)
@@ -176,5 +198,9 @@ class RestServer:
             return error_response(HttpError(exc.status, "BAD_REQUEST", exc.reason))
         except asyncio.CancelledError:
             raise
+        except ConnectionResetError:
+            # The client went away mid-request (closed, killed, its body cut short): nobody to answer, nothing
+            # for the operator to fix. 499, nginx's "client closed request", is for the access log and metrics.
+            return web.Response(status=499)
         except Exception as exc:
             return error_response(exc)
