@@ -162,6 +162,12 @@ def _server_options(settings: Settings) -> list[tuple[str, Any]]:
         # gRPC's default lets a second server bind the same port and take half the connections.
         ("grpc.so_reuseport", 0),
     ]
+    if settings.grpc_stream_window_bytes:
+        # With BDP probing on, gRPC sizes each stream's window itself and ignores the lookahead (grpc/grpc#14252).
+        options += [
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", settings.grpc_stream_window_bytes),
+        ]
     if settings.max_connection_age_s:
         options += [
             ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),

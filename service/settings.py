@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     max_connection_age_grace_s: float = Field(30.0, ge=0)
     """How long calls on a connection past ``max_connection_age_s`` may go on before it is closed."""
 
+    grpc_stream_window_bytes: int = Field(1024 * 1024, ge=0)
+    """HTTP/2 flow-control window of each incoming gRPC call, in bytes: what a client may send on one call beyond
+    what the service has read. A value turns gRPC's bandwidth-delay probing off and fixes the window, so that a
+    stream the service stops reading (its admission window full) holds at most this many bytes of unread frames in
+    gRPC's buffers, plus the message being received: the memory bound of docs/performance.md (P4). It also caps one
+    call's upload rate at about this many bytes per round trip (1 MiB over 20 ms: 50 MB/s). 0: gRPC's default, whose
+    probing grows each window with the link (several MB a stream on loopback, not bounded by the service)."""
+
     tls_cert_file: Path | None = None
     """PEM certificate chain of the server; with ``tls_key_file``, the gRPC port speaks TLS."""
 
