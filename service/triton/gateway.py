@@ -98,6 +98,15 @@ _CHANNEL_ARGS = [
 ]
 
 
+_LAYOUTS_PER_MODEL = 64
+"""Layouts kept per model: a stream's frames share one; calls of many sizes (unary images of a flexible input)
+beyond this are laid out afresh each time."""
+_REQUESTED_KEPT = 1024
+"""Requested-output lists kept (one per region and layout)."""
+
+_LayoutKey = tuple[tuple[tuple[str, tuple[int, ...], int], ...], tuple[str, ...]]
+_OutputsKey = tuple[str, tuple[tuple[str, tuple[int, int]], ...], tuple[str, ...]]
+
 SHM_MIN_BYTES = 64 * 1024
 """Calls whose inputs hold fewer bytes go in-band: for small tensors gRPC's copy costs about what the region's does."""
 
@@ -135,6 +144,9 @@ class GrpcTritonGateway:
         self._info: dict[str, Signature] = {}
         self._info_lock = asyncio.Lock()
         self._shm_min_bytes = shm_min_bytes
+        self._layouts: dict[str, dict[_LayoutKey, Layout]] = {}
+        """Per model, the region layout of each (input shapes and sizes, requested outputs) seen (``_layout``)."""
+        self._outputs: dict[_OutputsKey, list[grpcclient.InferRequestedOutput]] = {}
         self.shared_memory = (
             None
             if shared_memory is None
@@ -209,6 +221,7 @@ class GrpcTritonGateway:
     def forget(self, model: str) -> None:
         """Drop the cached configuration of a model (after it is unloaded or reloaded)."""
         self._info.pop(model, None)
+        self._layouts.pop(model, None)
 
     async def load_model(self, model: str, *, timeout_s: float | None = None) -> None:
         self.forget(model)
@@ -265,8 +278,7 @@ class GrpcTritonGateway:
             return None  # BYTES tensors are length-prefixed strings, not one buffer: in-band
         if sum(a.nbytes for a in inputs.values()) < self._shm_min_bytes:
             return None
-        sizes = await self._output_sizes(model, inputs, outputs)
-        layout = Layout.of([(n, a.nbytes) for n, a in inputs.items()], list(sizes.items()))
+        layout = await self._layout(model, inputs, outputs)
         lease = await self.shared_memory.acquire(layout.byte_size)
         if lease is None:
             return None
@@ -282,14 +294,38 @@ class GrpcTritonGateway:
             lease.release()  # never sent: both holders let go here
             lease.release()
             raise
-        requested = []
-        for name in outputs:
-            output = grpcclient.InferRequestedOutput(name)
-            if name in layout.outputs:
-                offset, size = layout.outputs[name]
-                output.set_shared_memory(region.name, size, offset)
-            requested.append(output)
-        return _Request(request_inputs, requested, outputs, lease, layout)
+        return _Request(request_inputs, self._requested(region.name, layout, outputs), outputs, lease, layout)
+
+    async def _layout(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> Layout:
+        """The call's layout in a region; the same for every call of a model with inputs of the same sizes (a
+        stream's frames), so it is kept until the model is ``forget``-ten."""
+        # Shapes, not only sizes: the outputs' sizes follow the batch, the inputs' first axis.
+        key = (tuple((n, a.shape, a.nbytes) for n, a in inputs.items()), tuple(outputs))
+        cached = self._layouts.setdefault(model, {})
+        if (layout := cached.get(key)) is None:
+            sizes = await self._output_sizes(model, inputs, outputs)
+            layout = Layout.of([(n, a.nbytes) for n, a in inputs.items()], list(sizes.items()))
+            if len(cached) < _LAYOUTS_PER_MODEL:
+                cached[key] = layout
+        return layout
+
+    def _requested(self, region: str, layout: Layout, outputs: Sequence[str]) -> list[grpcclient.InferRequestedOutput]:
+        """The requested outputs of a call in ``region``, those the layout places there pointing into it. A region
+        serves one call at a time and its calls mostly share a layout, so the objects are kept per region and
+        layout (tritonclient only reads them when it builds a request)."""
+        key = (region, tuple(layout.outputs.items()), tuple(outputs))
+        if (requested := self._outputs.get(key)) is None:
+            requested = []
+            for name in outputs:
+                output = grpcclient.InferRequestedOutput(name)
+                if name in layout.outputs:
+                    offset, size = layout.outputs[name]
+                    output.set_shared_memory(region, size, offset)
+                requested.append(output)
+            if len(self._outputs) >= _REQUESTED_KEPT:
+                self._outputs.clear()  # regions come and go with Triton restarts: start again rather than grow
+            self._outputs[key] = requested
+        return requested
 
     async def _output_sizes(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> dict[str, int]:
         """Bytes of each requested output whose size the configuration fixes (the others come in-band)."""
