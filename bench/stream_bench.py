@@ -15,7 +15,10 @@ frames are raw 320x240 RGB24 arrays (no decoding anywhere).
   process, one ``tritonclient.grpc.aio`` client, as many concurrent loops as streams.
 - **stream**: the same frames over ``StreamRecognize``: one stream with 1 frame in flight (each result awaited
   before the next frame is sent), one stream with 4 frames in flight (a window of 4), and 8 or 32 concurrent
-  streams of 1 frame in flight each.
+  streams of 1 frame in flight each. The bench's Triton is on this machine, as the embedded one is, so the
+  Sightline server sends its tensors through Triton's system shared memory (``--shared-memory on``, what
+  ``auto`` does with the embedded Triton); ``off`` keeps them in-band, ``both`` runs two servers and adds
+  **stream-inband**, interleaved with the others. The baselines stay in-band: they are the user's own client.
 
 Each comparison is run ``--repeat`` times, its paths interleaved (opencv, own, stream, then again), because the
 machine is shared and noisy; the table gives the median of each path's runs, and the ratio column the median and
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -49,7 +53,8 @@ from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.catalog import Catalog
 from service.domain import Target
 from service.recognition import Recognizer
-from service.settings import BUNDLED_REPOSITORY
+from service.settings import BUNDLED_REPOSITORY, Settings
+from service.streams.types import window_for
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 
@@ -227,42 +232,68 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def report(name: str, paths: dict[str, list[Run]]) -> None:
-    """One comparison: each path's median fps and pooled p50/p99, the stream's ratio to each baseline."""
-    stream = paths["stream"]
-    for base in (key for key in paths if key != "stream"):
-        ratios = [s.fps / b.fps for s, b in zip(stream, paths[base], strict=True)]
-        base_lat = [v for run in paths[base] for v in run.latencies]
-        stream_lat = [v for run in stream for v in run.latencies]
-        print(
-            f"{name:<23} {base:<7} {statistics.median(r.fps for r in paths[base]):>8.1f} "
-            f"{percentile(base_lat, 0.5):>7.2f} {percentile(base_lat, 0.99):>7.2f} | "
-            f"{statistics.median(r.fps for r in stream):>8.1f} {percentile(stream_lat, 0.5):>7.2f} "
-            f"{percentile(stream_lat, 0.99):>7.2f} | {statistics.median(ratios):>5.2f} "
-            f"({min(ratios):.2f}-{max(ratios):.2f}) {percentile(stream_lat, 0.5) - percentile(base_lat, 0.5):>+7.2f}",
-            flush=True,
-        )
+    """One comparison: each path's median fps and pooled p50/p99, each stream path's ratio to each baseline and,
+    with an in-band stream, the shared-memory stream's ratio to it."""
+    streams = [key for key in paths if key.startswith("stream")]
+    bases = [key for key in paths if not key.startswith("stream")]
+    for kind in streams:
+        label = name if kind == "stream" else f"{name} ({kind.removeprefix('stream-')})"
+        for base in bases:
+            report_line(label, base, paths[kind], paths[base])
+    if "stream-inband" in paths:
+        report_line(f"{name} (shm)", "inband", paths["stream"], paths["stream-inband"])
+
+
+def report_line(name: str, base: str, stream: list[Run], baseline: list[Run]) -> None:
+    ratios = [s.fps / b.fps for s, b in zip(stream, baseline, strict=True)]
+    base_lat = [v for run in baseline for v in run.latencies]
+    stream_lat = [v for run in stream for v in run.latencies]
+    print(
+        f"{name:<32} {base:<7} {statistics.median(r.fps for r in baseline):>8.1f} "
+        f"{percentile(base_lat, 0.5):>7.2f} {percentile(base_lat, 0.99):>7.2f} | "
+        f"{statistics.median(r.fps for r in stream):>8.1f} {percentile(stream_lat, 0.5):>7.2f} "
+        f"{percentile(stream_lat, 0.99):>7.2f} | {statistics.median(ratios):>5.2f} "
+        f"({min(ratios):.2f}-{max(ratios):.2f}) {percentile(stream_lat, 0.5) - percentile(base_lat, 0.5):>+7.2f}",
+        flush=True,
+    )
 
 
 PROFILE_STAGES = (
-    # (stage, a function or file that marks it in a sampled stack), first match wins.
+    # (stage, a function or file that marks it in a sampled stack frame); a sample goes to the stage of the frame
+    # nearest its leaf that holds a mark (the work itself, not the task that awaits it), the first mark of the list
+    # matching that frame.
     ("raw bytes -> array (from_raw_pixels)", "from_raw_pixels ("),
-    ("resize (Pillow or OpenCV)", "resize (service/preprocess.py"),
+    ("resize (OpenCV, service/resampling.py)", "service/resampling.py"),
+    ("resize (OpenCV, service/resampling.py)", "resize (service/preprocess.py"),
     ("tensor: scale, layout (image_tensor)", "image_tensor ("),
-    ("crop, other preprocessing", "_prepare ("),
+    ("crop, other preprocessing", "service/preprocess.py"),
     ("post-processing (decode, NMS, results)", "postprocess/"),
-    ("post-processing (use case)", "_postprocess ("),
     ("result -> protobuf (outcome_to_proto)", "outcome_to_proto ("),
     ("frame protobuf -> domain (stream_message)", "stream_message ("),
-    ("Triton client (gateway, tritonclient)", "tritonclient/"),
-    ("Triton client (gateway, tritonclient)", "gateway.py"),
+    ("Triton call: gRPC aio of the client (the call's own machinery)", "grpc/aio/_call.py"),
+    ("Triton call: gRPC aio of the client (the call's own machinery)", "grpc/aio/_channel.py"),
+    ("Triton request and answer (gateway, tritonclient, shared memory)", "tritonclient/"),
+    ("Triton request and answer (gateway, tritonclient, shared memory)", "service/triton/"),
+    ("tracing (OpenTelemetry spans, trace headers)", "opentelemetry/"),
+    ("tracing (OpenTelemetry spans, trace headers)", "trace/"),
+    ("gRPC server: frames in, results out (grpc aio, interceptors)", "service/api/"),
+    ("gRPC server: frames in, results out (grpc aio, interceptors)", "grpc/"),
     ("stream machinery (service/streams)", "service/streams/"),
-    ("recognition use case (rest)", "recognition.py"),
-    ("gRPC messages in and out (grpc aio, interceptors)", "grpc/"),
-    ("gRPC messages in and out (grpc aio, interceptors)", "service/api/"),
-    ("event loop (asyncio)", "asyncio/"),
+    ("recognition use case (service/recognition.py)", "recognition.py"),
+    ("event loop (asyncio: callbacks, task switches)", "asyncio/"),
 )
 IDLE_LEAVES = ("_worker (concurrent/futures/thread.py", "Thread.run (threading.py", "select (selectors.py")
-"""Leaves of stacks that wait: an idle worker thread, grpcio's own threads in native code, the loop's poll."""
+"""Leaves of stacks that wait: an idle worker thread, grpcio's own threads in native code, the loop's poll
+(``EpollSelector.select``)."""
+
+
+def stage_of(frames: list[str]) -> str:
+    """The stage of one sampled stack (its frames, root first): that of the frame nearest the leaf with a mark."""
+    for frame in reversed(frames):
+        for name, mark in PROFILE_STAGES:
+            if mark in frame:
+                return name
+    return "other"
 
 
 def profile_summary(raw: Path) -> list[tuple[str, float]]:
@@ -273,9 +304,11 @@ def profile_summary(raw: Path) -> list[tuple[str, float]]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        if stack.rpartition(";")[2].startswith(IDLE_LEAVES):
+        frames = stack.split(";")
+        function, _, where = frames[-1].partition(" (")
+        if frames[-1].startswith(IDLE_LEAVES) or f"{function.rpartition('.')[2]} ({where}".startswith(IDLE_LEAVES):
             continue
-        stage = next((name for name, mark in PROFILE_STAGES if mark in stack), "other")
+        stage = stage_of(frames)
         totals[stage] = totals.get(stage, 0) + int(count)
     whole = sum(totals.values()) or 1
     return sorted(((name, 100 * n / whole) for name, n in totals.items()), key=lambda item: -item[1])
@@ -416,9 +449,11 @@ async def many_streams(
     per_stream: int,
     policy: streams_pb2.DropPolicy,
     server_pid: int,
+    bound_mib: float | None,
 ) -> None:
     """P4: ``streams`` streams of 1 frame in flight whose clients write ``per_stream`` frames as fast as the stream
-    takes them (a camera that does not wait for results): statuses, latency of the answered frames, server RSS."""
+    takes them (a camera that does not wait for results): statuses, latency of the answered frames, server RSS and
+    its growth against ``bound_mib`` (``memory_bound``; None: gRPC's windows unbounded)."""
     statuses: dict[str, int] = {}
     latencies: list[float] = []
     peak = baseline = rss_mib(server_pid)
@@ -464,8 +499,27 @@ async def many_streams(
         f"  {streams} streams, {streams_pb2.DropPolicy.Name(policy):<11} {answered}/{streams * per_stream} answered "
         f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), {len(latencies) / seconds:.1f} fps OK, "
         f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, server RSS "
-        f"{baseline:.0f} -> peak {peak:.0f} MiB"
+        f"{baseline:.0f} -> peak {peak:.0f} MiB, growth {peak - baseline:.0f} MiB "
+        + (
+            "(no stated bound: gRPC's own stream windows)"
+            if bound_mib is None
+            else f"{'within' if peak - baseline <= bound_mib else 'ABOVE'} the bound of {bound_mib:.0f} MiB"
+        )
     )
+
+
+def memory_bound(
+    streams: int, max_in_flight: int, frame_bytes: int, tensor_bytes: int, window_bytes: int
+) -> float | None:
+    """The stated bound (docs/performance.md, P4) on the server's RSS growth, MiB, for ``streams`` streams of raw
+    frames of ``frame_bytes`` with ``max_in_flight`` each: per stream, the admission window's frames and the one
+    being received (``window_for(m) + 1``), gRPC's fixed receive window (``SIGHTLINE_GRPC_STREAM_WINDOW_BYTES``),
+    and per frame in flight three tensors' worth (the tensor, its shared-memory region, the outputs). None when the
+    window is gRPC's own (0: BDP probing, no bound)."""
+    if not window_bytes:
+        return None
+    per_stream = (window_for(max_in_flight) + 1) * frame_bytes + window_bytes + max_in_flight * 3 * tensor_bytes
+    return streams * per_stream / (1 << 20)
 
 
 async def wait_for_server(address: str, timeout_s: float = 120) -> None:
@@ -488,25 +542,39 @@ async def wait_for_server(address: str, timeout_s: float = 120) -> None:
             await asyncio.sleep(0.2)
 
 
+async def start_server(
+    url: str, work: Path, port: int, shared_memory: str, extra_env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """A Sightline server process on ``port`` against the Triton at ``url``, its tensors through Triton's shared
+    memory or not (``SIGHTLINE_TRITON_SHARED_MEMORY``: the bench's Triton shares this machine's ``/dev/shm``)."""
+    env = dict(
+        os.environ,
+        SIGHTLINE_TRITON_URL=url,
+        SIGHTLINE_TRITON_SHARED_MEMORY=shared_memory,
+        SIGHTLINE_PORT=str(port),
+        SIGHTLINE_METRICS_PORT="-1",
+        SIGHTLINE_DATA_DIR=str(work / f"data-{port}"),
+        SIGHTLINE_LOG_LEVEL="WARNING",
+        **extra_env,
+    )
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "service", "serve", env=env, cwd=ROOT)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="sightline-bench-"))
     (work / "models").mkdir()
     triton = EmbeddedTriton([BUNDLED_REPOSITORY, work / "models"], work / "triton")
     url = await triton.start(timeout_s=300)
     port = 50000 + os.getpid() % 10000
-    env = dict(
-        os.environ,
-        SIGHTLINE_TRITON_URL=url,
-        SIGHTLINE_PORT=str(port),
-        SIGHTLINE_METRICS_PORT="-1",
-        SIGHTLINE_DATA_DIR=str(work / "data"),
-        SIGHTLINE_LOG_LEVEL="WARNING",
-    )
-    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "service", "serve", env=env, cwd=ROOT)
+    modes = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[args.shared_memory]
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    servers = [await start_server(url, work, port + i, mode, extra) for i, mode in enumerate(modes)]
+    server = servers[0]
     gateway = GrpcTritonGateway(url)
     try:
-        address = f"127.0.0.1:{port}"
-        await wait_for_server(address)
+        addresses = [f"127.0.0.1:{port + i}" for i in range(len(servers))]
+        for address in addresses:
+            await wait_for_server(address)
         catalog = Catalog.load(BUNDLED_REPOSITORY)
         recognizer = Recognizer(catalog, gateway)
         net = network_of(catalog, args.spec)
@@ -514,22 +582,33 @@ async def main_async(args: argparse.Namespace) -> None:
         images = frames(args.frames, width, height)
         requests = frame_requests(images)
         options = [("grpc.max_send_message_length", 64 << 20)]
-        async with grpc.aio.insecure_channel(address, options=options) as channel:
-            stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
-            # Warm every path (model configs cached, connections open, batchers busy once).
+        async with contextlib.AsyncExitStack() as stack:
+            channels = [
+                await stack.enter_async_context(grpc.aio.insecure_channel(address, options=options))
+                for address in addresses
+            ]
+            stubs = [recognition_pb2_grpc.RecognitionServiceStub(channel) for channel in channels]
+            stub = stubs[0]
+            # Warm every path (model configs cached, connections open, regions registered, batchers busy once).
             await asyncio.to_thread(run_opencv, url, net, images[:40], 4)
             await run_own(recognizer, args.spec, images[:40], 4)
-            await run_streams(stub, args.spec, requests[:40], 4, 1)
+            for each in stubs:
+                await run_streams(each, args.spec, requests[:40], 4, 1)
             if args.profile is not None:
                 await profile(server.pid, args.profile, stub, args.spec, requests * 5, args.profile_in_flight)
                 return
             print(
                 f"spec {args.spec} (model {net.model}, input {net.width}x{net.height}), {args.frames} frames of "
-                f"{args.size} RGB24 per run, {args.repeat} interleaved repeats; fps: median of repeats; p50/p99 ms: "
-                "pooled; ratio: stream fps / baseline fps, median (range); +p50: stream p50 - baseline p50 (ms)"
+                f"{args.size} RGB24 per run, {args.repeat} interleaved repeats; Sightline's tensors to Triton: "
+                f"{'shared memory' if modes[0] == 'on' else 'in-band'}"
+                f"{' (stream-inband: in-band)' if len(modes) > 1 else ''}; load average {load_average()}"
             )
             print(
-                f"{'comparison':<23} {'base':<7} {'fps':>8} {'p50':>7} {'p99':>7} | {'stream':>8} {'p50':>7} "
+                "fps: median of repeats; p50/p99 ms: pooled; ratio: stream fps / baseline fps, median (range); "
+                "+p50: stream p50 - baseline p50 (ms)"
+            )
+            print(
+                f"{'comparison':<32} {'base':<7} {'fps':>8} {'p50':>7} {'p99':>7} | {'stream':>8} {'p50':>7} "
                 f"{'p99':>7} | {'ratio':>5} {'(range)':<11} {'+p50':>7}"
             )
             if args.many:
@@ -537,24 +616,50 @@ async def main_async(args: argparse.Namespace) -> None:
                     f"{args.many} concurrent streams, 1 frame in flight each, clients writing without waiting for "
                     "results; frames held per stream are bounded by the admission window (4 x max_in_flight + 16)"
                 )
+                window = int(
+                    extra.get(
+                        "SIGHTLINE_GRPC_STREAM_WINDOW_BYTES",
+                        Settings.model_fields["grpc_stream_window_bytes"].default,
+                    )
+                )
+                bound = memory_bound(args.many, 1, width * height * 3, 3 * net.width * net.height * 4, window)
+                print(
+                    f"stated bound on the server's RSS growth: {args.many} x ((4 x 1 + 16 + 1) frames of "
+                    f"{width * height * 3} B + gRPC stream window {window} B + 3 x {3 * net.width * net.height * 4} B)"
+                    + ("" if bound is None else f" = {bound:.0f} MiB")
+                )
                 for policy in (streams_pb2.DROP_OLDEST, streams_pb2.BLOCK):
-                    await many_streams(stub, args.spec, requests, args.many, 40, policy, server.pid)
+                    await many_streams(stub, args.spec, requests, args.many, 40, policy, server.pid, bound)
             if args.preprocess:
                 await compare_preprocessing(stub, args.spec, net, images[0], args.repeat)
             cases = [("1 stream, 1 in flight", 1, 1, 1), ("1 stream, 4 in flight", 1, 4, 4)]
             cases += [(f"{n} streams, 1 in flight", n, 1, n) for n in (int(s) for s in args.streams.split(",") if s)]
             for name, streams, in_flight, parallel in cases:
                 paths: dict[str, list[Run]] = {"opencv": [], "own": [], "stream": []}
+                if len(stubs) > 1:
+                    paths["stream-inband"] = []
                 for _ in range(args.repeat):
                     paths["opencv"].append(await asyncio.to_thread(run_opencv, url, net, images, parallel))
                     paths["own"].append(await run_own(recognizer, args.spec, images, parallel))
                     paths["stream"].append(await run_streams(stub, args.spec, requests, streams, in_flight))
+                    if len(stubs) > 1:
+                        paths["stream-inband"].append(
+                            await run_streams(stubs[1], args.spec, requests, streams, in_flight)
+                        )
                 report(name, paths)
+            print(f"load average at the end: {load_average()}")
     finally:
         await gateway.close()
-        server.terminate()
-        await asyncio.wait_for(server.wait(), 30)
+        for each in servers:
+            each.terminate()
+        for each in servers:
+            await asyncio.wait_for(each.wait(), 30)
         await triton.stop()
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages (the figures' context: the cores are shared)."""
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main() -> None:
@@ -571,6 +676,21 @@ def main() -> None:
         "5 x --frames frames, write its raw stacks here and print the time per stage",
     )
     parser.add_argument("--profile-in-flight", type=int, default=4)
+    parser.add_argument(
+        "--shared-memory",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the Sightline server's tensors to Triton: through Triton's system shared memory (on, as with the "
+        "embedded Triton), in-band (off), or both (two servers; the in-band stream runs interleaved as a fourth path)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the Sightline server (repeatable), e.g. "
+        "SIGHTLINE_GRPC_STREAM_WINDOW_BYTES=0 (gRPC's own windows)",
+    )
     parser.add_argument("--many", type=int, default=64, help="streams of the P4 run (0: skip it)")
     parser.add_argument(
         "--no-preprocess", dest="preprocess", action="store_false", help="skip the preprocessing comparison (P3)"
