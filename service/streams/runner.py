@@ -35,7 +35,8 @@ class StreamRunner:
         return self._in_flight.value
 
     def drain(self) -> None:
-        """Streams stop reading frames, answer those they hold, then end with UNAVAILABLE (reconnect elsewhere)."""
+        """Streams stop admitting frames (read and dropped from then on), answer those they hold, then end with
+        UNAVAILABLE (reconnect elsewhere)."""
         self.draining = True
         for stream in list(self.streams):
             stream.drain()

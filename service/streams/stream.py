@@ -16,6 +16,7 @@ last item is a ``StreamEnd``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
@@ -61,8 +62,8 @@ def first_config(message: StreamConfig | FrameInput | None) -> StreamConfig:
 
 
 class Stream:
-    """One call's stream. ``run`` is the async generator of its outcomes; ``drain`` makes it stop reading,
-    answer the frames it holds, then end with UNAVAILABLE."""
+    """One call's stream. ``run`` is the async generator of its outcomes; ``drain`` makes it stop admitting
+    frames (those it still reads are dropped unanswered), answer the frames it holds, then end with UNAVAILABLE."""
 
     def __init__(
         self,
@@ -141,6 +142,7 @@ class Stream:
 
     async def _read(self, admission: Admission, delivery: Delivery, settings: FrameSettings) -> None:
         seq = 0
+        half_closed = False
         try:
             while not self.draining:
                 self._reading = True
@@ -150,13 +152,14 @@ class Stream:
                 except asyncio.CancelledError:
                     if not self.draining:
                         raise
-                    # Cancelled by ``drain``: stop reading, answer what is held.
+                    # Cancelled by ``drain``: admit no more, answer what is held.
                     if (task := asyncio.current_task()) is not None:
                         task.uncancel()
                     break
                 finally:
                     self._reading = False
                 if message is None:
+                    half_closed = True
                     break
                 if isinstance(message, StreamConfig):
                     settings = await settings_for(self._recognizer, message)
@@ -170,6 +173,17 @@ class Stream:
             self._out.put_nowait(StreamEnd(exc))
             return
         await admission.close()
+        if self.draining and not half_closed:
+            await self._drop_the_rest()
+
+    async def _drop_the_rest(self) -> None:
+        """While a drained stream answers the frames it holds, read and drop what the client still sends, until
+        it half-closes or the stream's end cancels this. Not reading would leave the client's writes blocked on
+        flow control when the stream ends, and grpcio's asyncio client then reports INTERNAL instead of the
+        drain's UNAVAILABLE (grpc/grpc#36066): a client told to reconnect must hear it."""
+        with contextlib.suppress(Exception):  # a bad message now changes nothing: the stream is ending anyway
+            while await anext(self._messages, None) is not None:
+                pass
 
     async def _dispatch(self, admission: Admission, delivery: Delivery, frames: FrameRunner) -> None:
         while True:

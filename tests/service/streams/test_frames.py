@@ -161,9 +161,10 @@ async def test_at_most_max_in_flight_frames_run_and_a_slot_frees_when_one_ends()
         await asyncio.sleep(0.05)
         assert not third.done()
         assert r.runner.running == 2
-        gates[1].set()
+        gates[1].set()  # the second call to reach Triton, whichever frame it is (they race to the gateway)
         await asyncio.wait_for(third, 5)
-        assert list(r.outcomes) == [1]
+        assert len(r.outcomes) == 1
+        assert r.runner.running == 1
         r.runner.start(await held(made, 2))
         gates[0].set()
         gates[2].set()
