@@ -13,6 +13,7 @@ from typing import Any
 
 from service.api.errors import abort_with
 from service.api.handlers import Handler, HandlerInterceptor, Metadata, wrap_handler
+from service.api.linger import linger
 from service.auth import PRINCIPAL, Authenticator, Principal
 
 __all__ = ["AuthInterceptor"]
@@ -35,18 +36,20 @@ class _Guard:
         self._method = method
         self._metadata = metadata
 
-    async def _principal(self, context: Any) -> Principal | None:
+    async def _principal(self, request: Any, context: Any) -> Principal | None:
         try:
             principal = await self._authenticator.authenticate(self._metadata)
             self._authenticator.authorize(principal, self._method)
         except Exception as exc:
+            if hasattr(request, "__aiter__"):  # a client stream: let the client finish writing (see linger)
+                await linger(request)
             await abort_with(context, exc)
             return None
         return principal
 
     def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: Any) -> Any:
-            principal = await self._principal(context)
+            principal = await self._principal(request, context)
             token = PRINCIPAL.set(principal)
             try:
                 return await behaviour(request, context)
@@ -57,7 +60,7 @@ class _Guard:
 
     def streaming(self, behaviour: Callable[..., AsyncGenerator[Any]]) -> Callable[..., AsyncGenerator[Any]]:
         async def wrapper(request: Any, context: Any) -> AsyncGenerator[Any]:
-            PRINCIPAL.set(await self._principal(context))
+            PRINCIPAL.set(await self._principal(request, context))
             async with contextlib.aclosing(behaviour(request, context)) as items:
                 async for item in items:
                     yield item

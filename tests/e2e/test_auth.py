@@ -40,6 +40,7 @@ from tests.helpers import (
     fresh_database,
     network_message,
     registry_settings,
+    upload_messages,
     wait_task,
 )
 
@@ -254,6 +255,24 @@ async def test_a_read_key_cannot_change_or_browse(world: World, name: str) -> No
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await READ_KEY_REFUSED[name](world.acme_read, world)
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED, error.value.details()
+
+
+async def test_a_refused_key_on_a_long_upload_is_told_so_every_time(world: World) -> None:
+    # The key is refused before the upload is read; the rest is read and dropped before the status goes out, or
+    # grpcio's asyncio client, still writing, reports INTERNAL instead (grpc/grpc#36066).
+    messages = upload_messages(network_message("refused"), {"model.onnx": bytes(4 * 1024 * 1024)})
+
+    async def stream() -> AsyncIterator[networks_pb2.CreateNetworkRequest]:
+        for message in messages:
+            yield message
+
+    for client, code in ((world.acme_read, grpc.StatusCode.PERMISSION_DENIED), (Client.over(world.channel), None)):
+        codes = []
+        for _ in range(10):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await client.networks.CreateNetwork(stream(), metadata=client.metadata)
+            codes.append(error.value.code())
+        assert set(codes) == {code or grpc.StatusCode.UNAUTHENTICATED}, codes
 
 
 async def test_calls_without_a_good_key_are_unauthenticated(world: World) -> None:
