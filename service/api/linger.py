@@ -1,11 +1,11 @@
 """Reading what is left of a client stream the server refuses, before its status goes out.
 
 grpcio's asyncio client replaces the status of a call that the server ends while the client is still writing
-with ``INTERNAL: Internal error from Core`` (grpc/grpc#36066): a client told that its upload names an unknown
-framework, or that its stream's specification does not exist, would be told of a server fault instead. Reading
-the rest first, the way HTTP servers linger before they close, lets the client finish writing and then receive
-the real status. The reading is bounded: a client that keeps writing past the bounds (a live camera) gets the
-status anyway, and its library may still lose it.
+with ``INTERNAL: Internal error from Core`` (grpc/grpc#36066): a client told that its key is refused, that its
+upload names an unknown framework, or that its stream's specification does not exist, would be told of a server
+fault instead. Reading the rest first, the way HTTP servers linger before they close, lets the client finish
+writing and then receive the real status. The reading is bounded: a client that keeps writing past the bounds (a
+live camera) gets the status anyway, and its library may still lose it.
 """
 
 from __future__ import annotations
