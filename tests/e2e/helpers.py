@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from service._proto.sightline.v1 import inference_pb2, recognition_pb2, streams_pb2
@@ -157,6 +157,11 @@ def violations(error: grpc.RpcError) -> list[str]:
     """The fields of a failed call's ``BadRequest`` violations, in order."""
     status = rpc_status.from_call(error)
     assert status is not None, "no google.rpc.Status details"
+    return violated_fields(status)
+
+
+def violated_fields(status: status_pb2.Status) -> list[str]:
+    """The fields of a ``google.rpc.Status``'s ``BadRequest`` violations (a frame's error, a call's status)."""
     fields = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

@@ -10,11 +10,10 @@ from typing import TypeAlias
 import grpc
 import numpy as np
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.server import Application
-from tests.e2e.helpers import COLORS, config, frame, slow_config, solid
+from tests.e2e.helpers import COLORS, config, frame, slow_config, solid, violated_fields
 
 Stub: TypeAlias = recognition_pb2_grpc.RecognitionServiceStub
 NAMES = list(COLORS)
@@ -87,17 +86,6 @@ async def test_a_corrupt_frame_fails_alone(recognition: Stub) -> None:
     assert violated_fields(responses[1].error) == ["frame.encoded"]
     assert violated_fields(responses[2].error) == ["frame.raw.data"]
     assert top(responses[3]) == "green"
-
-
-def violated_fields(status: status_pb2.Status) -> list[str]:
-    """The fields of a status's ``BadRequest`` detail."""
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-    return fields
 
 
 async def test_a_later_config_changes_thresholds_and_target(recognition: Stub) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from service.domain import Preprocessing, parse_preprocessing
 from service.errors import FailedPreconditionError, UnavailableError
 from service.registry.deployments import Deployments, reconcile
 from service.registry.means import MeanCache
-from service.store import NetworkRecord, Store, TaskRecord, open_store
+from service.store import NetworkRecord, Store, TaskRecord
 from service.tasks import TaskRunner
 from service.triton.repository import ModelRepository
 from service.triton.tensors import Signature, TensorSignature
@@ -74,18 +73,6 @@ class Gateway(FakeTritonGateway):
 
     def forget(self, model: str) -> None:
         self.forgotten.append(model)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store("", tmp_path)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def repository(tmp_path: Path) -> ModelRepository:
-    return ModelRepository(tmp_path / "models", tmp_path / "staging")
 
 
 @pytest.fixture

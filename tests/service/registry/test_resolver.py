@@ -4,8 +4,6 @@ served and the mean arrays read from the network's folder."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +14,7 @@ from service.domain import ClassificationPostProcessing, Target
 from service.errors import FailedPreconditionError, NotFoundError, UnavailableError
 from service.registry.means import MeanCache
 from service.registry.resolver import Resolver
-from service.store import NetworkRecord, Store, open_store
+from service.store import NetworkRecord, Store
 from service.tasks import TaskRunner
 from service.triton.repository import ModelRepository
 from service.triton.tensors import Signature, TensorSignature
@@ -51,18 +49,6 @@ def preprocessing(mean_file: str = "") -> dict[str, Any]:
         ],
         "batched_output": True,
     }
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store("", tmp_path)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def repository(tmp_path: Path) -> ModelRepository:
-    return ModelRepository(tmp_path / "models", tmp_path / "staging")
 
 
 async def add_network(

@@ -4,8 +4,6 @@ test gives), and ``Specifications`` beside it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ from service.catalog import Catalog
 from service.domain import ClassificationPostProcessing
 from service.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from service.registry.specs import Specifications, Versions
-from service.store import Store, open_store
+from service.store import Store
 from service.triton.gateway import TritonGateway
 from service.triton.tensors import Signature, TensorSignature
 from tests.fakes import FakeTritonGateway
@@ -39,13 +37,6 @@ def spec_body(labels: list[str] = LABELS) -> dict[str, Any]:
 
 def classification(tensor: str = "share") -> dict[str, Any]:
     return {"classification": {"output_tensor": tensor}}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store("", tmp_path)
-    yield opened
-    await opened.close()
 
 
 def versions(store: Store, signature: Signature | None = None) -> tuple[Versions, FakeTritonGateway]:
