@@ -13,7 +13,6 @@ from typing import Any
 
 from service.api.errors import abort_with
 from service.api.handlers import Handler, HandlerInterceptor, Metadata, wrap_handler
-from service.api.linger import linger
 from service.auth import PRINCIPAL, Authenticator, Principal
 
 __all__ = ["AuthInterceptor"]
@@ -41,9 +40,7 @@ class _Guard:
             principal = await self._authenticator.authenticate(self._metadata)
             self._authenticator.authorize(principal, self._method)
         except Exception as exc:
-            if hasattr(request, "__aiter__"):  # a client stream: let the client finish writing (see linger)
-                await linger(request)
-            await abort_with(context, exc)
+            await abort_with(context, exc, request)
             return None
         return principal
 

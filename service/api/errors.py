@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from service.api.linger import linger
 from service.auth import UnauthenticatedError
 from service.errors import (
     AlreadyExistsError,
@@ -28,6 +30,7 @@ from service.errors import (
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    ShuttingDownError,
     SightlineError,
     UnavailableError,
     as_domain_error,
@@ -136,8 +139,14 @@ def _internal_status() -> status_pb2.Status:
     )
 
 
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
-    """Abort the RPC with the status of ``exc`` (INTERNAL, without its text, for an unexpected one)."""
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, request: object = None) -> None:
+    """Abort the RPC with the status of ``exc`` (INTERNAL, without its text, for an unexpected one).
+
+    ``request``, when it is a client stream, is read to its end first (bounded: ``service.api.linger``), so that
+    the client hears the status rather than INTERNAL; not for a drain's refusal, whose grace is for answering.
+    """
+    if hasattr(request, "__aiter__") and not isinstance(exc, ShuttingDownError):
+        await linger(cast(AsyncIterator[Message], request))
     error = as_domain_error(exc)
     if error is None:
         log.error("unexpected error", exc_info=exc)
@@ -182,7 +191,7 @@ def grpc_errors(
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, request)
             raise AssertionError("unreachable: abort raises") from exc
 
     return wrapper
@@ -202,6 +211,6 @@ def grpc_stream_errors(
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, request)
 
     return wrapper

@@ -15,7 +15,6 @@ from service.api.converters import (
     upload_draft,
 )
 from service.api.errors import grpc_errors
-from service.api.linger import linger
 from service.auth import current_principal
 from service.errors import InvalidArgumentError
 from service.registry import Registry
@@ -46,18 +45,15 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
     async def CreateNetwork(
         self, request_iterator: AsyncIterator[networks_pb2.CreateNetworkRequest], context: Context
     ) -> networks_pb2.Network:
+        draft = upload_draft(await anext(aiter(request_iterator), None))
+
         async def chunks() -> AsyncIterator[tuple[str, bytes]]:
             async for message in request_iterator:
                 if message.WhichOneof("kind") != "chunk":
                     raise InvalidArgumentError.field("upload", "only the first message of CreateNetwork is an upload")
                 yield message.chunk.file_name, message.chunk.data
 
-        try:
-            draft = upload_draft(await anext(aiter(request_iterator), None))
-            network = await self._registry.create_network(current_principal().organisation, draft, chunks())
-        except Exception:
-            await linger(request_iterator)
-            raise
+        network = await self._registry.create_network(current_principal().organisation, draft, chunks())
         return network_to_proto(network)
 
     @grpc_errors

@@ -21,9 +21,7 @@ from service.api.converters import (
     version_to_proto,
 )
 from service.api.errors import grpc_errors, grpc_stream_errors
-from service.api.linger import linger
 from service.auth import current_principal
-from service.errors import ShuttingDownError
 from service.inference_tasks import InferenceTasks
 from service.recognition import Recognizer
 from service.registry import Registry
@@ -155,15 +153,9 @@ class RecognitionServicer(recognition_pb2_grpc.RecognitionServiceServicer):
                     item = replace(item, target=replace(item.target, organisation=organisation))
                 yield item
 
-        try:
-            async with (
-                contextlib.aclosing(messages()) as requests,
-                contextlib.aclosing(self._streams.stream(requests)) as outcomes,
-            ):
-                async for outcome in outcomes:
-                    yield outcome_to_proto(outcome)
-        except ShuttingDownError:
-            raise  # the drain's grace is not spent on reading frames nobody will recognise
-        except Exception:
-            await linger(request_iterator)
-            raise
+        async with (
+            contextlib.aclosing(messages()) as requests,
+            contextlib.aclosing(self._streams.stream(requests)) as outcomes,
+        ):
+            async for outcome in outcomes:
+                yield outcome_to_proto(outcome)

@@ -7,7 +7,6 @@ import asyncio
 import io
 import logging
 from collections.abc import AsyncGenerator, Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,9 +36,8 @@ from service.streams import (
 from service.triton.gateway import TritonGateway
 from service.triton.tensors import Signature, TensorSignature
 from tests.fakes import FakeCall, FakeTritonGateway
-from tests.helpers import COLOR_SAMPLES
+from tests.helpers import COLOR_SAMPLES, ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
 CATALOG = Catalog.load(ROOT / "model_repository")
 COLORS = COLOR_SAMPLES
 NAMES = list(COLORS)  # the colors model's labels, in order
