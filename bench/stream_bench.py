@@ -242,6 +242,8 @@ def report(name: str, paths: dict[str, list[Run]]) -> None:
             report_line(label, base, paths[kind], paths[base])
     if "stream-inband" in paths:
         report_line(f"{name} (shm)", "inband", paths["stream"], paths["stream-inband"])
+    if "stream-alt" in paths:
+        report_line(f"{name} (stream)", "alt", paths["stream"], paths["stream-alt"])
 
 
 def report_line(name: str, base: str, stream: list[Run], baseline: list[Run]) -> None:
@@ -569,6 +571,9 @@ async def main_async(args: argparse.Namespace) -> None:
     modes = {"on": ["on"], "off": ["off"], "both": ["on", "off"]}[args.shared_memory]
     extra = dict(item.split("=", 1) for item in args.server_env)
     servers = [await start_server(url, work, port + i, mode, extra) for i, mode in enumerate(modes)]
+    alt = dict(extra, **dict(item.split("=", 1) for item in args.alt_env)) if args.alt_env else None
+    if alt is not None:
+        servers.append(await start_server(url, work, port + len(servers), modes[0], alt))
     server = servers[0]
     gateway = GrpcTritonGateway(url)
     try:
@@ -636,16 +641,21 @@ async def main_async(args: argparse.Namespace) -> None:
             cases += [(f"{n} streams, 1 in flight", n, 1, n) for n in (int(s) for s in args.streams.split(",") if s)]
             for name, streams, in_flight, parallel in cases:
                 paths: dict[str, list[Run]] = {"opencv": [], "own": [], "stream": []}
-                if len(stubs) > 1:
+                if len(modes) > 1:
                     paths["stream-inband"] = []
+                if alt is not None:
+                    paths["stream-alt"] = []
                 for _ in range(args.repeat):
                     paths["opencv"].append(await asyncio.to_thread(run_opencv, url, net, images, parallel))
                     paths["own"].append(await run_own(recognizer, args.spec, images, parallel))
                     paths["stream"].append(await run_streams(stub, args.spec, requests, streams, in_flight))
-                    if len(stubs) > 1:
+                    if len(modes) > 1:
                         paths["stream-inband"].append(
                             await run_streams(stubs[1], args.spec, requests, streams, in_flight)
                         )
+                    if alt is not None:
+                        alt_run = await run_streams(stubs[-1], args.spec, requests, streams, in_flight)
+                        paths["stream-alt"].append(alt_run)
                 report(name, paths)
             print(f"load average at the end: {load_average()}")
     finally:
@@ -690,6 +700,14 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="an environment variable for the Sightline server (repeatable), e.g. "
         "SIGHTLINE_GRPC_STREAM_WINDOW_BYTES=0 (gRPC's own windows)",
+    )
+    parser.add_argument(
+        "--alt-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="start one more Sightline server with these variables besides --server-env (repeatable); its stream, "
+        "stream-alt, runs interleaved as one more path, e.g. SIGHTLINE_TRITON_BATCH_MAX=1 (no client-side batching)",
     )
     parser.add_argument("--many", type=int, default=64, help="streams of the P4 run (0: skip it)")
     parser.add_argument(

@@ -56,6 +56,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.triton_batch_images = Histogram(
+            "sightline_triton_batch_images",
+            "Images per Triton inference request made by the batching of concurrent calls, by model.",
+            ["model"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+            registry=r,
+        )
         self.triton_in_flight = Gauge(
             "sightline_triton_requests_in_flight", "Inference requests sent to Triton and not answered yet.", registry=r
         )

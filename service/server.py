@@ -50,6 +50,7 @@ from service.sources import UrlFetcher
 from service.store import Store, open_store
 from service.streams import StreamRunner
 from service.tasks import TaskRunner, decode_result, encode_result
+from service.triton.batching import BatchingGateway
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 from service.triton.repository import ModelRepository
@@ -315,7 +316,13 @@ async def _start_server(
     )
     recognizer = Recognizer(
         registry,
-        gateway,
+        # Recognition (streams, images, tasks) batches concurrent images; registry calls go as they are.
+        BatchingGateway(
+            gateway,
+            max_batch=settings.triton_batch_max,
+            concurrency=settings.triton_batch_concurrency,
+            metrics=metrics,
+        ),
         max_image_pixels=settings.max_image_pixels,
         triton_timeout_s=settings.triton_timeout_s,
         fetcher=fetcher,

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     calls beyond it go in-band. Each region is as large as one call's inputs and fixed-size outputs (5 MB for one
     3x640x640 float32 image)."""
 
+    triton_batch_max: int = Field(8, ge=1)
+    """Most images of one Triton request made of concurrent one-image calls of a batched model (frames of several
+    streams, or of one stream with ``max_in_flight`` above 1), also capped by the model's ``max_batch_size``; 1
+    sends every call alone. A call waits only while an earlier request of its model is in Triton
+    (``service/triton/batching.py``)."""
+
+    triton_batch_concurrency: int = Field(2, ge=1)
+    """Requests of one kind (model, input shapes) that may be in Triton at once before further calls wait to be
+    batched: 2 keeps Triton busy while one answer comes back (measured better than 1, docs/performance.md)."""
+
     max_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Largest gRPC message accepted or sent (an encoded image travels in one)."""
 
