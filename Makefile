@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test test-fast check lint typecheck protos protos-check bench bench-stream soak fuzz zoo pretrained zoo-eval zoo-video zoo-eval-service eval-tracking tf-env test-tf fixtures clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The editable install also compiles postprocess/_greedy.c into postprocess/ (a C compiler is needed for it).
+$(STAMP): pyproject.toml constraints.txt postprocess/_greedy.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'

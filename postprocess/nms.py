@@ -22,20 +22,27 @@ x-intervals are shifted by ``group * (extent + 1)`` so that boxes of different g
 while IoUs are computed on the original coordinates (no loss of precision to the offsets).
 
 Non-finite boxes (NaN or infinite coordinates) neither suppress nor are suppressed; NaN scores rank last.
+
+A compiled kernel (``postprocess/_greedy.c``, built with the package) runs the same greedy NMS one box at a
+time in C, each box against the kept boxes of its group, ranking included: it is the fastest on small inputs
+(no numpy call per step) and on clusters of duplicates (few kept boxes per group). Its cost is the number of
+boxes times the boxes kept in their group, so past a budget of box comparisons (``_COMPILED_PER_BOX``) it gives up
+and the numpy kernels above take over (many boxes kept per group: the sweep). Where the extension is not built
+the numpy kernels do everything; they are the reference the tests hold it to, result for result.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from postprocess.boxes import box_area
 
-__all__ = ["batched_nms", "nms", "ranked_nms", "score_order"]
+__all__ = ["batched_nms", "nms", "rank_rows", "ranked_nms", "score_order"]
 
 _BLOCK = 4096
 """Largest block of boxes screened at once against the boxes kept so far."""
@@ -62,6 +69,68 @@ _MAX_GROUP = 1 << 20
 """Integer groups below this are used as they are; others are renumbered (``np.unique``)."""
 
 
+class _Kernel(Protocol):
+    """``postprocess._greedy``, the compiled kernel (its stub, ``_greedy.pyi``, documents the arguments)."""
+
+    def nms(
+        self,
+        boxes: NDArray[np.float64],
+        scores: NDArray[Any],
+        groups: NDArray[Any] | None,
+        iou_threshold: float,
+        max_output: int,
+        per_box: int,
+        base: int,
+        out: NDArray[np.int64],
+        order: NDArray[np.int64],
+        /,
+    ) -> tuple[int, int]: ...
+
+    def ranked(
+        self,
+        boxes: NDArray[np.float64],
+        groups: NDArray[Any] | None,
+        iou_threshold: float,
+        max_output: int,
+        known_kept: int,
+        count_from: int,
+        per_box: int,
+        base: int,
+        out: NDArray[np.intp],
+        /,
+    ) -> tuple[int, int]: ...
+
+    def rank(
+        self, scores: NDArray[Any], tiebreak: NDArray[Any] | None, mask: NDArray[np.bool_], out: NDArray[np.intp], /
+    ) -> int: ...
+
+
+def _load_kernel() -> _Kernel | None:
+    try:
+        from postprocess import _greedy
+    except ImportError:  # not built (no compiler where it was installed): the numpy kernels do everything
+        return None
+    # It writes 8-byte positions: intp must be int64 (every 64-bit platform).
+    return _greedy if np.dtype(np.intp).itemsize == 8 else None
+
+
+_COMPILED: _Kernel | None = _load_kernel()
+"""The compiled kernel, or ``None`` when it is not built; the tests set it to ``None`` to run numpy alone."""
+
+_COMPILED_PER_BOX = 512
+"""The compiled kernel's budget: once it has compared more than ``_COMPILED_BASE + _COMPILED_PER_BOX * r``
+pairs of boxes over the first ``r`` boxes, it stops and the numpy kernels do the whole call.
+
+Measured (one comparison is about 1 ns; bench/postprocess_bench.py and spread-out boxes of 2000 to 60,000,
+all kept, 1 to 80 groups): the numpy kernels cost 0.6-15 µs a box on inputs that keep many boxes per
+group, so up to about 1000 comparisons a box the compiled kernel is as fast or faster, and far faster on
+clusters of duplicates (a few comparisons a box). It gives up early on what it would do slowly: many boxes
+kept in one group (its cost grows with their square), where the sweep's cost does not."""
+
+_COMPILED_BASE = 1 << 16
+"""See :data:`_COMPILED_PER_BOX`: comparisons allowed whatever the number of boxes (65,536, some 70 µs)."""
+
+
 def nms(
     boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, max_output: int | None = None
 ) -> NDArray[np.int64]:
@@ -78,6 +147,8 @@ def nms(
         ``(K,)`` int64 indices of the kept boxes, by decreasing score.
     """
     b, s = _check(boxes, scores, iou_threshold, max_output)
+    if _COMPILED is not None:
+        return _compiled_nms(_COMPILED, b, s, None, iou_threshold, max_output)
     order = score_order(s)
     return order[_nms_ranked(b.take(order, axis=0), None, iou_threshold, max_output)].astype(np.int64)
 
@@ -103,12 +174,64 @@ def batched_nms(
     groups = np.asarray(idxs)
     if groups.shape != s.shape:
         raise ValueError(f"idxs must have shape {s.shape}, got {groups.shape}")
-    if np.issubdtype(groups.dtype, np.integer) and groups.size and groups.min() >= 0 and groups.max() < _MAX_GROUP:
-        dense = groups.astype(np.intp)
-    else:
-        dense = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    if _COMPILED is not None:
+        # Integers as they are (the kernel only compares them); anything else numbered by np.unique.
+        return _compiled_nms(
+            _COMPILED, b, s, groups if _integers(groups) else _renumber(groups), iou_threshold, max_output
+        )
+    dense = _sweep_groups(groups) if np.issubdtype(groups.dtype, np.integer) else _renumber(groups)
     order = score_order(s)
     return order[_nms_ranked(b.take(order, axis=0), dense[order], iou_threshold, max_output)].astype(np.int64)
+
+
+def _renumber(groups: NDArray[Any]) -> NDArray[np.intp]:
+    """Group numbers ``0, 1, ...`` in the order of the sorted distinct values (``np.unique``)."""
+    dense: NDArray[np.intp] = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    return dense
+
+
+def _integers(groups: NDArray[Any]) -> bool:
+    """Whether the compiled kernel reads these groups as they are: integers (or booleans) in native byte order."""
+    return groups.dtype.kind in "biu" and groups.dtype.isnative
+
+
+def _sweep_groups(groups: NDArray[Any]) -> NDArray[np.intp]:
+    """Integer groups as the numpy kernels take them: below ``_MAX_GROUP`` as they are, others numbered."""
+    if groups.size and groups.min() >= 0 and groups.max() < _MAX_GROUP:
+        return groups.astype(np.intp)
+    return _renumber(groups)
+
+
+def _compiled_nms(
+    kernel: _Kernel,
+    boxes: NDArray[np.float64],
+    scores: NDArray[Any],
+    groups: NDArray[Any] | None,
+    iou_threshold: float,
+    max_output: int | None,
+) -> NDArray[np.int64]:
+    """NMS by the compiled kernel, ranking included; the numpy kernels finish what its budget leaves."""
+    if scores.dtype != np.float32 and scores.dtype != np.float64:
+        scores = scores.astype(np.float64)  # as score_order ranks them
+    n = boxes.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    limit = -1 if max_output is None else max_output
+    count, stop = kernel.nms(boxes, scores, groups, iou_threshold, limit, _COMPILED_PER_BOX, _COMPILED_BASE, out, order)
+    if stop < 0:
+        return out[:count]
+    # The boxes kept so far (best first), then the undecided ones in rank order: the sweep decides the latter.
+    pool = np.concatenate([out[:count], order[stop:]])
+    rest = _numpy_ranked(
+        boxes.take(pool, axis=0),
+        None if groups is None else _sweep_groups(groups)[pool],
+        iou_threshold,
+        max_output,
+        count,
+        0,
+    )
+    kept: NDArray[np.int64] = pool[rest]
+    return kept
 
 
 def ranked_nms(
@@ -137,7 +260,9 @@ def ranked_nms(
     Returns:
         ``(K,)`` increasing positions of the kept boxes.
     """
-    _check(boxes, np.empty(boxes.shape[0]), iou_threshold, max_output)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
+    _check_limits(iou_threshold, max_output)
     if not 0 <= known_kept <= boxes.shape[0]:
         raise ValueError(f"known_kept must be in [0, {boxes.shape[0]}], got {known_kept}")
     if count_from < 0:
@@ -182,6 +307,31 @@ def score_order(scores: ArrayLike, tiebreak: NDArray[np.integer[Any]] | None = N
     return order
 
 
+def rank_rows(
+    scores: NDArray[np.floating[Any]], mask: NDArray[np.bool_], tiebreak: NDArray[np.integer[Any]] | None = None
+) -> NDArray[np.intp]:
+    """The rows where ``mask`` is true, by decreasing score, ties by increasing ``tiebreak``, NaN last.
+
+    ``rows[score_order(scores[rows], tiebreak[rows])]`` with ``rows = np.flatnonzero(mask)``, in one call
+    where the compiled kernel is built (rows equal on both keys then stay in increasing order).
+
+    Args:
+        scores: ``(N,)`` floating scores.
+        mask: ``(N,)`` bool, the rows to rank.
+        tiebreak: ``(N,)`` integers, or ``None`` for the row itself.
+    """
+    if (
+        _COMPILED is not None
+        and (scores.dtype == np.float32 or scores.dtype == np.float64)
+        and mask.dtype == np.bool_
+        and (tiebreak is None or (tiebreak.dtype.kind == "i" and tiebreak.dtype.isnative))
+    ):
+        out = np.empty(mask.shape[0], dtype=np.intp)
+        return out[: _COMPILED.rank(scores, tiebreak, mask, out)]
+    rows = np.flatnonzero(mask)
+    return rows[score_order(scores[rows], None if tiebreak is None else tiebreak[rows])]
+
+
 def _check(
     boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, max_output: int | None
 ) -> tuple[NDArray[np.float64], NDArray[Any]]:
@@ -191,11 +341,15 @@ def _check(
         raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
     if s.shape != (b.shape[0],):
         raise ValueError(f"scores must have shape ({b.shape[0]},), got {s.shape}")
+    _check_limits(iou_threshold, max_output)
+    return b, s
+
+
+def _check_limits(iou_threshold: float, max_output: int | None) -> None:
     if not iou_threshold >= 0:
         raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
     if max_output is not None and max_output < 0:
         raise ValueError(f"max_output must be >= 0, got {max_output}")
-    return b, s
 
 
 def _nms_ranked(
@@ -214,6 +368,39 @@ def _nms_ranked(
     n = boxes.shape[0]
     if n == 0:
         return np.empty(0, dtype=np.intp)
+    if _COMPILED is not None and (groups is None or _integers(groups)):
+        out = np.empty(n, dtype=np.intp)
+        limit = -1 if max_output is None else max_output
+        count, stop = _COMPILED.ranked(
+            boxes, groups, iou_threshold, limit, known_kept, count_from, _COMPILED_PER_BOX, _COMPILED_BASE, out
+        )
+        if stop < 0:
+            return out[:count]
+        # Its budget spent: the numpy kernels decide the boxes from `stop` on, knowing the ones kept before.
+        pool = np.concatenate([out[:count], np.arange(stop, n)])
+        rest = _numpy_ranked(
+            boxes.take(pool, axis=0),
+            None if groups is None else groups[pool],
+            iou_threshold,
+            max_output,
+            count,
+            int(np.searchsorted(pool, count_from)),
+        )
+        kept: NDArray[np.intp] = pool[rest]
+        return kept
+    return _numpy_ranked(boxes, groups, iou_threshold, max_output, known_kept, count_from)
+
+
+def _numpy_ranked(
+    boxes: NDArray[np.float64],
+    groups: NDArray[np.integer[Any]] | None,
+    iou_threshold: float,
+    max_output: int | None,
+    known_kept: int,
+    count_from: int,
+) -> NDArray[np.intp]:
+    """:func:`_nms_ranked` by the numpy kernels alone (arguments as there; ``boxes`` not empty)."""
+    n = boxes.shape[0]
     if n <= _SMALL:
         return _cut(_loop(boxes, groups, iou_threshold, known_kept), count_from, max_output)
     with np.errstate(invalid="ignore", over="ignore"):

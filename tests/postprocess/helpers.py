@@ -13,13 +13,19 @@ import postprocess.nms  # noqa: F401  (the module object is taken from sys.modul
 NMS_MODULE = sys.modules["postprocess.nms"]
 
 
-KERNELS: dict[str, dict[str, int | bool]] = {
+KERNELS: dict[str, dict[str, int | bool | None]] = {
+    # The compiled kernel (postprocess/_greedy.c), which the project's environment must have built.
     "default": {},
-    "loop": {"_SMALL": 1 << 30},
-    "heads": {"_SMALL": 0},
-    "heads-early-handover": {"_SMALL": 0, "_HEADS_PROGRESS": 1, "_HEADS_ROUNDS": 1},
-    "heads-to-the-end": {"_SMALL": 0, "_HEADS_PROGRESS": 1 << 30},
-    "sweep": {"_SMALL": 0, "_HEADS": False},
+    # The compiled kernel spending its budget at once, or after a few comparisons: the numpy kernels finish.
+    "compiled-hands-over-at-once": {"_COMPILED_PER_BOX": 0, "_COMPILED_BASE": 0},
+    "compiled-hands-over-early": {"_COMPILED_PER_BOX": 1, "_COMPILED_BASE": 3},
+    # The numpy kernels (the reference, and what runs where the extension is not built).
+    "numpy": {"_COMPILED": None},
+    "loop": {"_COMPILED": None, "_SMALL": 1 << 30},
+    "heads": {"_COMPILED": None, "_SMALL": 0},
+    "heads-early-handover": {"_COMPILED": None, "_SMALL": 0, "_HEADS_PROGRESS": 1, "_HEADS_ROUNDS": 1},
+    "heads-to-the-end": {"_COMPILED": None, "_SMALL": 0, "_HEADS_PROGRESS": 1 << 30},
+    "sweep": {"_COMPILED": None, "_SMALL": 0, "_HEADS": False},
 }
 
 

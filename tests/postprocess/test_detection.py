@@ -318,7 +318,7 @@ def yolov8_image(draw: st.DrawFn) -> NDArray[Any]:
     limit=st.integers(0, 6),
     thresholds=st.lists(st.sampled_from([0.1, 0.3, 0.5, 0.9]), min_size=3, max_size=3),
 )
-@pytest.mark.parametrize("name", ["default", "loop", "heads", "sweep"])
+@pytest.mark.parametrize("name", ["default", "compiled-hands-over-early", "numpy", "loop", "heads", "sweep"])
 def test_detect_matches_a_plain_reference(
     name: str, tensor: NDArray[Any], nms: float, limit: int, thresholds: list[float]
 ) -> None:

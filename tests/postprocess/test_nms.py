@@ -61,9 +61,10 @@ def opencv_nms(
 def small_blocks(
     block: int, first: int, greedy: int = 1024, growth: int = 2, screen: int = 16, chunk: int = 1 << 20
 ) -> Iterator[None]:
-    """Force the block-by-block path (and the cut of large blocks, the exact screening, small chunks of
-    pairs) on small inputs."""
+    """Force the numpy kernels' block-by-block path (and the cut of large blocks, the exact screening, small
+    chunks of pairs) on small inputs."""
     with (
+        mock.patch.object(NMS_MODULE, "_COMPILED", None),
         mock.patch.object(NMS_MODULE, "_PAIR_CHUNK", chunk),
         mock.patch.object(NMS_MODULE, "_SCREEN_PAIRS", screen),
         mock.patch.object(NMS_MODULE, "_BLOCK", block),
@@ -276,8 +277,9 @@ def test_invalid_arguments() -> None:
         batched_nms(boxes, np.zeros(2), np.zeros(3), 0.5)
 
 
-# The kernels: a plain loop (a handful of boxes), the heads rounds (clusters of duplicates) handing over
-# to the sweep, and the sweep alone (the implementation before the heads kernel, kept as an oracle).
+# The kernels: the compiled one (postprocess/_greedy.c; also made to hand over to numpy), and the numpy ones: a
+# plain loop (a handful of boxes), the heads rounds (clusters of duplicates) handing over to the sweep, and the
+# sweep alone (the implementation before the heads kernel, kept as an oracle).
 
 
 @st.composite
@@ -347,11 +349,14 @@ def test_non_finite_boxes_in_every_kernel(name: str) -> None:
         assert ranked_nms(boxes, None, 0.3, known_kept=1).tolist() == [0, 1, 2, 4]
 
 
-def test_a_large_pile_goes_by_heads() -> None:
-    # 80 groups of 8400 identical boxes: one round of the heads kernel decides everything.
+@pytest.mark.parametrize("name", ["default", "numpy"])
+def test_a_large_pile_is_decided_at_once(name: str) -> None:
+    # 80 groups of 8400 identical boxes: one round of the heads kernel decides everything, and the compiled
+    # kernel compares each box with one kept box.
     n = 8400 * 80
     boxes = np.tile([10.0, 10.0, 50.0, 50.0], (n, 1))
-    kept = batched_nms(boxes, np.full(n, 0.5, dtype=np.float32), np.arange(n) % 80, 0.45)
+    with kernel(name):
+        kept = batched_nms(boxes, np.full(n, 0.5, dtype=np.float32), np.arange(n) % 80, 0.45)
     assert kept.tolist() == list(range(80))
 
 
