@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from postprocess.boxes import clip_boxes_to_image, normalize_boxes
 from postprocess.decoders.base import Candidates, OutputDecoder
 from postprocess.errors import InvalidConfigError, MissingTensorError, OutputShapeError, PostprocessError
-from postprocess.nms import ranked_nms, score_order
+from postprocess.nms import rank_rows, ranked_nms
 from postprocess.thresholds import DETECTION_THRESHOLD, at_or_above, resolve_thresholds
 from postprocess.types import BBox, Label, LabelsResult, Prediction
 
@@ -223,13 +223,11 @@ def _select(
     passed = usable & at_or_above(scores, config._limits[labels])
     tiebreak = regions * len(config.labels) + labels
 
-    def ranked(mask: NDArray[np.bool_]) -> NDArray[np.intp]:
-        """Rows of the mask by decreasing score, then region, then label."""
-        rows = np.flatnonzero(mask)
-        return rows[score_order(scores[rows], tiebreak[rows])]
-
-    predicted = ranked(passed)
-    below = ranked(usable & ~passed) if with_discarded and limit > 0 else np.empty(0, dtype=np.intp)
+    # Rows by decreasing score, then region, then label.
+    predicted = rank_rows(scores, passed, tiebreak)
+    below = (
+        rank_rows(scores, usable & ~passed, tiebreak) if with_discarded and limit > 0 else np.empty(0, dtype=np.intp)
+    )
     # One class-aware pass over both lists: predicted first, then discarded. NMS only compares boxes of
     # one label, and within a label every predicted score is above every discarded one, so this order
     # ranks each label's boxes as their scores do; the discarded list needs no more than `limit` kept.
