@@ -38,8 +38,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from service.catalog import Catalog
 from service.domain import Target
 from service.recognition import Recognizer
 from service.settings import BUNDLED_REPOSITORY, Settings
-from service.streams.types import window_for
+from service.streams.types import memory_bound
 from service.triton.embedded import EmbeddedTriton
 from service.triton.gateway import GrpcTritonGateway
 
@@ -83,6 +83,8 @@ class Run:
     latencies: list[float]
     stages: list[Stages] | None = None
     """The server's own ``timing`` of each frame (queue, preprocess, triton, postprocess, total ms), streams only."""
+    cpu: dict[str, float] | None = None
+    """CPU milliseconds per frame of each process (the bench's client, the Sightline server, Triton) over the run."""
 
 
 def timed(latencies: list[float], seconds: float, stages: list[Stages] | None = None) -> Run:
@@ -224,6 +226,36 @@ async def run_streams(
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(streams)))
     return timed(latencies, time.perf_counter() - started, stages)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far, all its threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(run: Awaitable[Run], pids: dict[str, int]) -> Run:
+    """``run`` with the CPU each process of ``pids`` spent on it, per frame: on a shared machine a path's CPU per
+    frame holds steadier than its fps, which the other work on the cores moves."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    done = await run
+    frames = len(done.latencies)
+    spent = {name: (cpu_seconds(pid) - before[name]) / frames * 1e3 for name, pid in pids.items()}
+    return replace(done, cpu=spent)
+
+
+def report_cpu(name: str, paths: dict[str, list[Run]]) -> None:
+    """Each path's CPU ms per frame by process (median of the repeats) and its total against the opencv path's."""
+    totals = {kind: statistics.median(sum((r.cpu or {}).values()) for r in runs) for kind, runs in paths.items()}
+    for kind, runs in paths.items():
+        parts = " ".join(
+            f"{process} {statistics.median((r.cpu or {})[process] for r in runs):.2f}" for process in runs[0].cpu or {}
+        )
+        print(
+            f"  cpu ms/frame {name:<24} {kind:<14} {parts} | total {totals[kind]:.2f} "
+            f"({totals[kind] / totals['opencv']:.2f} x opencv's)",
+            flush=True,
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -510,20 +542,6 @@ async def many_streams(
     )
 
 
-def memory_bound(
-    streams: int, max_in_flight: int, frame_bytes: int, tensor_bytes: int, window_bytes: int
-) -> float | None:
-    """The stated bound (docs/performance.md, P4) on the server's RSS growth, MiB, for ``streams`` streams of raw
-    frames of ``frame_bytes`` with ``max_in_flight`` each: per stream, the admission window's frames and the one
-    being received (``window_for(m) + 1``), gRPC's fixed receive window (``SIGHTLINE_GRPC_STREAM_WINDOW_BYTES``),
-    and per frame in flight three tensors' worth (the tensor, its shared-memory region, the outputs). None when the
-    window is gRPC's own (0: BDP probing, no bound)."""
-    if not window_bytes:
-        return None
-    per_stream = (window_for(max_in_flight) + 1) * frame_bytes + window_bytes + max_in_flight * 3 * tensor_bytes
-    return streams * per_stream / (1 << 20)
-
-
 async def wait_for_server(address: str, timeout_s: float = 120) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -627,16 +645,20 @@ async def main_async(args: argparse.Namespace) -> None:
                         Settings.model_fields["grpc_stream_window_bytes"].default,
                     )
                 )
-                bound = memory_bound(args.many, 1, width * height * 3, 3 * net.width * net.height * 4, window)
+                bound_bytes = memory_bound(args.many, 1, width * height * 3, 3 * net.width * net.height * 4, window)
+                bound = None if bound_bytes is None else bound_bytes / (1 << 20)
                 print(
                     f"stated bound on the server's RSS growth: {args.many} x ((4 x 1 + 16 + 1) frames of "
-                    f"{width * height * 3} B + gRPC stream window {window} B + 3 x {3 * net.width * net.height * 4} B)"
+                    f"{width * height * 3} B + gRPC stream window {window} B + 4 x {3 * net.width * net.height * 4} B)"
                     + ("" if bound is None else f" = {bound:.0f} MiB")
                 )
                 for policy in (streams_pb2.DROP_OLDEST, streams_pb2.BLOCK):
                     await many_streams(stub, args.spec, requests, args.many, 40, policy, server.pid, bound)
             if args.preprocess:
                 await compare_preprocessing(stub, args.spec, net, images[0], args.repeat)
+            triton_pid = triton.pid
+            assert triton_pid is not None
+            paths_of_stubs = ["stream", "stream-inband"][: len(modes)] + (["stream-alt"] if alt is not None else [])
             cases = [("1 stream, 1 in flight", 1, 1, 1), ("1 stream, 4 in flight", 1, 4, 4)]
             cases += [(f"{n} streams, 1 in flight", n, 1, n) for n in (int(s) for s in args.streams.split(",") if s)]
             for name, streams, in_flight, parallel in cases:
@@ -646,17 +668,20 @@ async def main_async(args: argparse.Namespace) -> None:
                 if alt is not None:
                     paths["stream-alt"] = []
                 for _ in range(args.repeat):
-                    paths["opencv"].append(await asyncio.to_thread(run_opencv, url, net, images, parallel))
-                    paths["own"].append(await run_own(recognizer, args.spec, images, parallel))
-                    paths["stream"].append(await run_streams(stub, args.spec, requests, streams, in_flight))
-                    if len(modes) > 1:
-                        paths["stream-inband"].append(
-                            await run_streams(stubs[1], args.spec, requests, streams, in_flight)
+                    pids = {"client": os.getpid(), "triton": triton_pid}
+                    paths["opencv"].append(
+                        await measured(asyncio.to_thread(run_opencv, url, net, images, parallel), pids)
+                    )
+                    paths["own"].append(await measured(run_own(recognizer, args.spec, images, parallel), pids))
+                    for kind, each, process in zip(paths_of_stubs, stubs, servers, strict=True):
+                        paths[kind].append(
+                            await measured(
+                                run_streams(each, args.spec, requests, streams, in_flight),
+                                dict(pids, sightline=process.pid),
+                            )
                         )
-                    if alt is not None:
-                        alt_run = await run_streams(stubs[-1], args.spec, requests, streams, in_flight)
-                        paths["stream-alt"].append(alt_run)
                 report(name, paths)
+                report_cpu(name, paths)
             print(f"load average at the end: {load_average()}")
     finally:
         await gateway.close()

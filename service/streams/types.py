@@ -23,6 +23,7 @@ __all__ = [
     "RawPixels",
     "SkipKind",
     "StreamConfig",
+    "memory_bound",
     "window_for",
 ]
 
@@ -33,6 +34,22 @@ DEFAULT_MAX_IN_FLIGHT = 4
 def window_for(max_in_flight: int) -> int:
     """The most frames a stream holds between reading them and handing their outcomes to the client."""
     return 4 * max_in_flight + 16
+
+
+def memory_bound(
+    streams: int, max_in_flight: int, frame_bytes: int, tensor_bytes: int, window_bytes: int
+) -> int | None:
+    """The stated bound (docs/performance.md, P4) on the bytes a server's memory grows by while ``streams`` streams
+    of raw frames of ``frame_bytes``, ``max_in_flight`` each, send as fast as they can; None when gRPC's own flow
+    control sizes the windows (``window_bytes`` 0: no bound). Per stream: the admission window's frames and the
+    one being received (``window_for(m) + 1``), the fixed gRPC receive window (``SIGHTLINE_GRPC_STREAM_WINDOW_BYTES``)
+    and, per frame in flight, four network inputs' worth of ``tensor_bytes`` (the tensor, its share of a batched
+    request, of the shared-memory region, and the outputs). Not counted: what the allocator keeps after a run, and
+    encoded frames' decoding, which the decode budget bounds."""
+    if not window_bytes:
+        return None
+    per_stream = (window_for(max_in_flight) + 1) * frame_bytes + window_bytes + max_in_flight * 4 * tensor_bytes
+    return streams * per_stream
 
 
 class Ordering(enum.Enum):
