@@ -46,7 +46,7 @@ def frame(i: int, rng: np.random.Generator) -> streams_pb2.StreamRecognizeReques
     return streams_pb2.StreamRecognizeRequest(frame=streams_pb2.Frame(frame_id=i, raw=raw))
 
 
-async def cameras(address: str, policy: int, pid: int) -> tuple[dict[str, int], int]:
+async def cameras(address: str, policy: streams_pb2.DropPolicy, pid: int) -> tuple[dict[str, int], int]:
     """``STREAMS`` clients writing ``FRAMES`` frames each as fast as their streams take them; the statuses of the
     answers, and the peak of the server's RSS meanwhile (sampled every 20 ms)."""
     rng = np.random.default_rng(policy)
@@ -81,7 +81,7 @@ async def cameras(address: str, policy: int, pid: int) -> tuple[dict[str, int], 
 
 
 @pytest.mark.parametrize("policy", [streams_pb2.DROP_OLDEST, streams_pb2.BLOCK], ids=["drop-oldest", "block"])
-async def test_memory_stays_within_the_stated_bound(service: ExternalService, policy: int) -> None:
+async def test_memory_stays_within_the_stated_bound(service: ExternalService, policy: streams_pb2.DropPolicy) -> None:
     assert service.process is not None
     pid = service.process.pid
     await cameras(service.address, streams_pb2.BLOCK, pid)  # warm: model info, regions, buffers of a first run
