@@ -165,6 +165,8 @@ class BatchingGateway:
             for call, answer in zip(batch, rows, strict=True):
                 _settle(call, answer=answer)
         finally:
+            for call in batch:  # cancelled (the gateway closed): no caller is left waiting
+                _settle(call, error=UnavailableError("the inference server connection closed; retry"))
             queue.sending -= 1
             if queue.waiting and not queue.scheduled:
                 queue.scheduled = True

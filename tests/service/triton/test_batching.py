@@ -183,6 +183,17 @@ async def test_every_other_method_is_the_wrapped_gateways() -> None:
     assert fake.closed
 
 
+async def test_closing_with_calls_in_flight_leaves_no_caller_waiting() -> None:
+    release = asyncio.Event()
+    fake = FakeTritonGateway({"m": BATCHED}, {"m": outputs}, latency={"m": lambda call: release})
+    batching = BatchingGateway(fake, concurrency=1)
+    calls = [asyncio.ensure_future(batching.infer("m", image(i), ["y"])) for i in range(3)]
+    await asyncio.sleep(0.001)
+    await batching.close()
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 1.0)
+    assert all(isinstance(r, UnavailableError) for r in results), results
+
+
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         BatchingGateway(FakeTritonGateway({}, {}), max_batch=0)
