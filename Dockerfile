@@ -6,12 +6,19 @@
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for post-processing's NMS kernel (postprocess/_greedy.c), in this stage only: the runtime stage
+# takes the built environment. Bookworm's gcc 12, and the libc6-dev of the image's libc6 (any security update).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc=4:12.2.* libc6-dev=2.36-9+deb12u* \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY postprocess ./postprocess
-RUN /opt/venv/bin/pip install -c constraints.txt .
+# The kernel is optional to pip (the install goes on without a compiler): the image must have it.
+RUN /opt/venv/bin/pip install -c constraints.txt . \
+    && /opt/venv/bin/python -I -c "import postprocess._greedy"
 
 # ---- runtime: the environment, the bundled models, a non-root user
 FROM python:3.11.11-slim-bookworm

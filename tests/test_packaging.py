@@ -22,6 +22,9 @@ def test_the_wheel_serves_the_public_models(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("sightline-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "service/model_repository/colors/1/model.onnx" in names
+    # The compiled NMS kernel, without its source.
+    assert [n for n in names if n.startswith("postprocess/_greedy.") and n.endswith((".so", ".pyd"))]
+    assert "postprocess/_greedy.c" not in names
     assert not [n for n in names if n.split("/")[0] in {"tools", "zoo", "bench", "tests", "scripts"}]
     assert not [n for n in names if Path(n).name.startswith("gen_")]
 
@@ -30,14 +33,18 @@ def test_the_wheel_serves_the_public_models(tmp_path: Path) -> None:
     # Outside the source tree, with the installed copy first on the path: the package's own models.
     probe = (
         "import json, service, service.settings as s; from service.catalog import Catalog; "
+        "import postprocess.nms, postprocess._greedy as g; "
         "specs = Catalog.load(s.BUNDLED_REPOSITORY).specifications(); "
-        "print(json.dumps([service.__file__, str(s.BUNDLED_REPOSITORY), sorted(x.id for x in specs)]))"
+        "print(json.dumps([service.__file__, str(s.BUNDLED_REPOSITORY), sorted(x.id for x in specs), g.__file__, "
+        "postprocess.nms._COMPILED is g]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], env={"PYTHONPATH": str(site)}, cwd=tmp_path, capture_output=True, check=True
     ).stdout
-    module, repository, specs = json.loads(out)
+    module, repository, specs, kernel, used = json.loads(out)
     assert module.startswith(str(site))
+    assert kernel.startswith(str(site))
+    assert used
     assert repository == str(site / "service" / "model_repository")
     expected = sorted(
         json.loads(p.read_text())["spec"]["id"] for p in (ROOT / "model_repository").glob("*/sightline.json")
