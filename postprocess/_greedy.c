@@ -187,34 +187,61 @@ static inline int ranked_before(const Ranked *a, const Ranked *b) {
     return a->key < b->key || (a->key == b->key && a->second < b->second);
 }
 
-/* One stable LSD radix pass per byte of a field, skipping bytes that every item shares. */
+static inline uint64_t field_of(const Ranked *item, int second) { return second ? item->second : item->key; }
+
+/* Stable LSD radix sort of items by one field, 8 bits a pass, over the bytes in which the items differ only
+   (float32 scores as doubles leave their low 29 bits zero, small tiebreaks their high bytes). */
 static void radix_by(Ranked **from, Ranked **to, Py_ssize_t n, int second, Py_ssize_t (*counts)[256]) {
-    memset(counts, 0, 8 * sizeof(*counts));
+    uint64_t any = 0, all = ~(uint64_t)0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t key = second ? (*from)[i].second : (*from)[i].key;
-        for (int pass = 0; pass < 8; pass++) {
-            counts[pass][(key >> (8 * pass)) & 0xFF]++;
+        uint64_t key = field_of(&(*from)[i], second);
+        any |= key;
+        all &= key;
+    }
+    uint64_t varying = any ^ all;
+    int passes[8], count = 0;
+    for (int pass = 0; pass < 8; pass++) {
+        if ((varying >> (8 * pass)) & 0xFF) {
+            passes[count++] = pass;
         }
     }
-    for (int pass = 0; pass < 8; pass++) {
-        Py_ssize_t *count = counts[pass];
-        uint64_t first = second ? (*from)[0].second : (*from)[0].key;
-        if (count[(first >> (8 * pass)) & 0xFF] == n) {
-            continue;
+    if (count == 0) {
+        return;
+    }
+    memset(counts, 0, (size_t)count * sizeof(*counts));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t key = field_of(&(*from)[i], second);
+        for (int c = 0; c < count; c++) {
+            counts[c][(key >> (8 * passes[c])) & 0xFF]++;
         }
+    }
+    for (int c = 0; c < count; c++) {
+        Py_ssize_t *histogram = counts[c];
+        int shift = 8 * passes[c];
         Py_ssize_t total = 0;
         for (int d = 0; d < 256; d++) {
-            Py_ssize_t c = count[d];
-            count[d] = total;
-            total += c;
+            Py_ssize_t k = histogram[d];
+            histogram[d] = total;
+            total += k;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t key = second ? (*from)[i].second : (*from)[i].key;
-            (*to)[count[(key >> (8 * pass)) & 0xFF]++] = (*from)[i];
+            (*to)[histogram[(field_of(&(*from)[i], second) >> shift) & 0xFF]++] = (*from)[i];
         }
         Ranked *swap = *from;
         *from = *to;
         *to = swap;
+    }
+}
+
+/* The lowest and highest set bits of a non-zero value. */
+static void bit_range(uint64_t value, int *low, int *high) {
+    *low = 0;
+    while (!((value >> *low) & 1)) {
+        (*low)++;
+    }
+    *high = 63;
+    while (!((value >> *high) & 1)) {
+        (*high)--;
     }
 }
 
@@ -232,8 +259,40 @@ static int sort_ranked(Ranked *items, Py_ssize_t n, int with_second) {
         }
         return 1;
     }
-    /* LSD radix sort, 8 bits a pass, the second key first; float32 scores leave the low 29 bits of their
-       double zero, and small tiebreaks their high bytes: those passes are skipped. */
+    if (with_second) {
+        /* Both keys in one where they fit: only the bits in which the items differ order them. */
+        uint64_t key_any = 0, key_all = ~(uint64_t)0, second_any = 0, second_all = ~(uint64_t)0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            key_any |= items[i].key;
+            key_all &= items[i].key;
+            second_any |= items[i].second;
+            second_all &= items[i].second;
+        }
+        uint64_t key_varying = key_any ^ key_all, second_varying = second_any ^ second_all;
+        if (second_varying == 0) {
+            with_second = 0;
+        } else if (key_varying == 0) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                items[i].key = items[i].second;
+            }
+            with_second = 0;
+        } else {
+            int key_low, key_high, second_low, second_high;
+            bit_range(key_varying, &key_low, &key_high);
+            bit_range(second_varying, &second_low, &second_high);
+            int key_width = key_high - key_low + 1, second_width = second_high - second_low + 1;
+            if (key_width + second_width <= 64) {
+                uint64_t second_mask = second_width == 64 ? ~(uint64_t)0 : (((uint64_t)1 << second_width) - 1);
+                uint64_t key_mask = key_width == 64 ? ~(uint64_t)0 : (((uint64_t)1 << key_width) - 1);
+                for (Py_ssize_t i = 0; i < n; i++) {
+                    uint64_t key = (items[i].key >> key_low) & key_mask;
+                    uint64_t second = (items[i].second >> second_low) & second_mask;
+                    items[i].key = second_width == 64 ? second : (key << second_width) | second;
+                }
+                with_second = 0;
+            }
+        }
+    }
     Ranked *other = (Ranked *)malloc((size_t)n * sizeof(Ranked));
     Py_ssize_t(*counts)[256] = (Py_ssize_t(*)[256])malloc(8 * sizeof(*counts));
     if (other == NULL || counts == NULL) {
@@ -243,7 +302,7 @@ static int sort_ranked(Ranked *items, Py_ssize_t n, int with_second) {
     }
     Ranked *from = items, *to = other;
     if (with_second) {
-        radix_by(&from, &to, n, 1, counts);
+        radix_by(&from, &to, n, 1, counts); /* the second key first: LSD */
     }
     radix_by(&from, &to, n, 0, counts);
     if (from != items) {

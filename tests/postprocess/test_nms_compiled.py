@@ -216,22 +216,29 @@ def test_strided_and_foreign_inputs(name: str) -> None:
 
 def test_rank_rows_matches_score_order() -> None:
     rng = np.random.default_rng(4)
+    levels = np.array([0.5, 0.25, -0.0, 0.0, np.nan, 1.0, -np.inf])
     for n in (0, 1, 7, 64, 65, 300, 5000):
         for dtype in (np.float32, np.float64):
-            scores = rng.choice(np.array([0.5, 0.25, -0.0, 0.0, np.nan, 1.0, -np.inf], dtype=dtype), n)
-            mask = rng.random(n) < 0.7
-            tiebreak = rng.permutation(n).astype(np.int64) - n // 2  # distinct, some negative
-            rows = np.flatnonzero(mask)
-            assert (
-                rank_rows(scores, mask, tiebreak).tolist() == rows[score_order(scores[rows], tiebreak[rows])].tolist()
-            )
-            assert rank_rows(scores, mask).tolist() == rows[score_order(scores[rows])].tolist()
-            with kernel("numpy"):
-                assert rank_rows(scores, mask, tiebreak).tolist() == rank_rows(scores, mask, tiebreak).tolist()
-            # Equal on both keys: increasing rows.
-            found = rank_rows(scores, mask, np.zeros(n, dtype=np.int64))
-            keys = [(bool(np.isnan(scores[i])), -float(np.nan_to_num(scores[i])), int(i)) for i in found]
-            assert keys == sorted(keys)
+            # Ties (with NaN, infinities and zeros of both signs, or without them), distinct scores, one score.
+            for scores in (rng.choice(levels, n), rng.choice(levels[:4], n), rng.uniform(0.0, 1.0, n), np.full(n, 0.5)):
+                scores = scores.astype(dtype)
+                mask = rng.random(n) < 0.7
+                rows = np.flatnonzero(mask)
+                # Distinct tiebreaks (small as detect's, negative, wide): the very order of score_order.
+                for tiebreak in (rng.permutation(n), rng.permutation(n) - n // 2, rng.permutation(n) * 10**12):
+                    expected = rows[score_order(scores[rows], tiebreak[rows])].tolist()
+                    assert rank_rows(scores, mask, tiebreak).tolist() == expected
+                assert rank_rows(scores, mask).tolist() == rows[score_order(scores[rows])].tolist()
+                # Tiebreaks with ties: the same keys in order, and rows equal on both keys in increasing order.
+                for tiebreak in (rng.integers(0, 3, n), np.zeros(n, dtype=np.int64)):
+                    found = rank_rows(scores, mask, tiebreak)
+                    keys = [
+                        (bool(np.isnan(scores[i])), -float(np.nan_to_num(scores[i])), int(tiebreak[i])) for i in found
+                    ]
+                    assert sorted(found.tolist()) == rows.tolist()
+                    assert [(*key, int(i)) for key, i in zip(keys, found, strict=True)] == sorted(
+                        (*key, int(i)) for key, i in zip(keys, found, strict=True)
+                    )
 
 
 def test_the_kernel_refuses_arguments_it_cannot_read() -> None:
