@@ -8,14 +8,17 @@
  * - a box is dropped when its IoU with a kept box of its group is strictly greater than the threshold;
  * - the IoU is nms._Columns.overlap's, operation for operation in IEEE double: width = min(x2) - max(x1),
  *   height = min(y2) - max(y1), both clamped at 0, inter = width * height, union = (area_a + area_b) - inter
- *   with area = max(x2 - x1, 0) * max(y2 - y1, 0), IoU = inter / union where union > 0, else 0. The build turns
- *   off floating-point contraction (-ffp-contract=off): a fused multiply-add would round union differently;
+ *   with area = max(x2 - x1, 0) * max(y2 - y1, 0), IoU = inter / union where union > 0, else 0 (a pair whose
+ *   width or height is not above 0 is skipped: its IoU is 0 either way, never above a threshold >= 0). The
+ *   build turns off floating-point contraction (-ffp-contract=off): a fused multiply-add would round union
+ *   differently;
  * - a box with a NaN or infinite coordinate neither suppresses nor is suppressed (always kept).
  *
  * Each box is compared with the kept boxes of its group only, so the cost is the number of boxes times the
  * boxes kept in their group: small for clusters of duplicates, quadratic for many boxes kept in one group.
- * The caller gives a budget of box comparisons, base + per_box * (boxes visited so far); past it the call
- * answers -1 at once and the caller runs its numpy kernels instead (postprocess.nms._COMPILED_PER_BOX).
+ * The caller gives a budget of box comparisons, base + per_box * (boxes visited so far); past it the call stops
+ * at that box and answers its rank with the boxes kept before it, and the caller's numpy kernels decide the
+ * rest (postprocess.nms._COMPILED_PER_BOX).
  *
  * No numpy C API: arrays come in through the buffer protocol (any strides), results go to a caller's int64
  * buffer.
@@ -113,7 +116,9 @@ static int get_array(PyObject *obj, Array *a, int ndim, const char *name, int wr
     return 1;
 }
 
-static inline const char *at1(const Array *a, Py_ssize_t i) { return (const char *)a->view.buf + i * a->view.strides[0]; }
+static inline const char *at1(const Array *a, Py_ssize_t i) {
+    return (const char *)a->view.buf + i * a->view.strides[0];
+}
 
 static inline double as_double(const Array *a, const char *p) {
     if (a->kind == 'f') {
@@ -524,8 +529,9 @@ static int get_budget(PyObject *per_box, PyObject *base, Pass *pass) {
     if (pass->base == -1 && PyErr_Occurred()) {
         return 0;
     }
-    if (pass->per_box < 0 || pass->base < 0 || pass->per_box > ((long long)1 << 40) || pass->base > ((long long)1 << 60)) {
-        PyErr_SetString(PyExc_ValueError, "per_box must be in [0, 2**40] and base in [0, 2**60]");
+    if (pass->per_box < 0 || pass->base < 0 || pass->per_box > ((long long)1 << 20) ||
+        pass->base > ((long long)1 << 60)) {
+        PyErr_SetString(PyExc_ValueError, "per_box must be in [0, 2**20] and base in [0, 2**60]");
         return 0;
     }
     return 1;

@@ -26,9 +26,9 @@ Non-finite boxes (NaN or infinite coordinates) neither suppress nor are suppress
 A compiled kernel (``postprocess/_greedy.c``, built with the package) runs the same greedy NMS one box at a
 time in C, each box against the kept boxes of its group, ranking included: it is the fastest on small inputs
 (no numpy call per step) and on clusters of duplicates (few kept boxes per group). Its cost is the number of
-boxes times the boxes kept in their group, so past a budget of box comparisons (``_COMPILED_PER_BOX``) it gives up
-and the numpy kernels above take over (many boxes kept per group: the sweep). Where the extension is not built
-the numpy kernels do everything; they are the reference the tests hold it to, result for result.
+boxes times the boxes kept in their group, so past a budget of box comparisons (``_COMPILED_PER_BOX``) it stops
+and the numpy kernels above decide the boxes left (many boxes kept per group: the sweep). Where the extension
+is not built the numpy kernels do everything; they are the reference the tests hold it to, result for result.
 """
 
 from __future__ import annotations
@@ -119,13 +119,16 @@ _COMPILED: _Kernel | None = _load_kernel()
 
 _COMPILED_PER_BOX = 512
 """The compiled kernel's budget: once it has compared more than ``_COMPILED_BASE + _COMPILED_PER_BOX * r``
-pairs of boxes over the first ``r`` boxes, it stops and the numpy kernels do the whole call.
+pairs of boxes over its first ``r`` boxes, it stops there, and the numpy kernels decide the boxes from ``r``
+on, the ones it kept passed as ``known_kept`` (nothing it did is lost).
 
-Measured (one comparison is about 1 ns; bench/postprocess_bench.py and spread-out boxes of 2000 to 60,000,
-all kept, 1 to 80 groups): the numpy kernels cost 0.6-15 µs a box on inputs that keep many boxes per
-group, so up to about 1000 comparisons a box the compiled kernel is as fast or faster, and far faster on
-clusters of duplicates (a few comparisons a box). It gives up early on what it would do slowly: many boxes
-kept in one group (its cost grows with their square), where the sweep's cost does not."""
+Measured (one comparison costs about 1 ns; the numpy kernels 0.5-15 µs a box on inputs that keep many boxes
+per group): on clusters of duplicates a box costs a few comparisons and the compiled kernel decides
+everything. On spread-out boxes, all kept (1000 to 60,000 boxes, 1 to 80 groups, on a grid or scattered),
+this budget gives 0.24-1.4x the numpy kernels' time: 3-4x faster where groups keep hundreds of boxes each,
+up to 1.4x slower where one group keeps 2000-10,000 scattered boxes (the sweep's best case: its one-pass
+shortcut, which a continuation with ``known_kept`` cannot take). A larger budget (1024) was faster on grids
+and slower on scattered boxes (1.8x the numpy kernels on 4000 of one group), a smaller one (256) slower on grids."""
 
 _COMPILED_BASE = 1 << 16
 """See :data:`_COMPILED_PER_BOX`: comparisons allowed whatever the number of boxes (65,536, some 70 µs)."""
