@@ -441,10 +441,10 @@ def main(argv: list[str] | None = None) -> None:
             loop = f"{f['loop']:>7.1f}" if with_loop else f"{'-':>7}"
             loop_ratio = f"{(f['decode'] + f['loop']) / ours:>10.1f}" if with_loop else f"{'-':>10}"
             print(
-                f"{family:<12}{scene.name:<24}{f['candidates']:>7.0f}{f['kept']:>6.0f}{f['decode']:>8.2f}"
-                f"{f['nms']:>7.2f}{f['numpy']:>7.2f}{f['opencv']:>8.2f}{loop}"
+                f"{family:<12}{scene.name:<24}{f['candidates']:>7.0f}{f['kept']:>6.0f}{f['decode']:>8.3f}"
+                f"{f['nms']:>7.3f}{f['numpy']:>7.3f}{f['opencv']:>8.3f}{loop}"
                 f"{(f['decode'] + f['opencv']) / ours:>12.2f}{f['opencv'] / f['nms']:>9.2f}{loop_ratio}"
-                f"{f['detect']:>8.2f}{f['detect_predicted']:>12.2f}"
+                f"{f['detect']:>8.3f}{f['detect_predicted']:>12.3f}"
                 f"{(f['decode'] + f['opencv']) / f['detect_predicted']:>12.2f}"
                 + ("" if f["agree"] else "  KEPT SETS DIFFER!")
             )
