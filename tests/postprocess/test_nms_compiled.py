@@ -25,6 +25,10 @@ COMPILED = ("default", "compiled-hands-over-at-once", "compiled-hands-over-early
 
 Scene = tuple[NDArray[Any], NDArray[Any], NDArray[Any], float]
 
+needs_the_kernel = pytest.mark.skipif(
+    NMS_MODULE._COMPILED is None, reason="the compiled kernel is not built (test_the_compiled_kernel_is_built fails)"
+)
+
 
 def test_the_compiled_kernel_is_built() -> None:
     # `make` (pip install -e '.[dev]') builds it next to postprocess/nms.py; CI runs the tests in that environment.
@@ -34,7 +38,7 @@ def test_the_compiled_kernel_is_built() -> None:
 
 
 def test_without_the_extension_nms_takes_the_numpy_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(postprocess, "_greedy")
+    monkeypatch.delattr(postprocess, "_greedy", raising=False)
     monkeypatch.setitem(sys.modules, "postprocess._greedy", None)  # makes its import fail
     assert NMS_MODULE._load_kernel() is None
     monkeypatch.setattr(NMS_MODULE, "_COMPILED", None)
@@ -166,6 +170,7 @@ def test_large_scenes_match_the_numpy_kernels(name: str) -> None:
         _same(name, batched_nms, boxes, scores, groups, threshold, max_output=50)
 
 
+@needs_the_kernel
 def test_the_default_budget_hands_over_on_many_boxes_kept_per_label() -> None:
     boxes = _boxes(np.random.default_rng(0), "spread", 4000)
     scores = np.linspace(1.0, 0.0, 4000)
@@ -229,7 +234,19 @@ def test_rank_rows_matches_score_order() -> None:
                     expected = rows[score_order(scores[rows], tiebreak[rows])].tolist()
                     assert rank_rows(scores, mask, tiebreak).tolist() == expected
                 assert rank_rows(scores, mask).tolist() == rows[score_order(scores[rows])].tolist()
-                # Tiebreaks with ties: the same keys in order, and rows equal on both keys in increasing order.
+
+
+@needs_the_kernel
+def test_rank_rows_keeps_rows_equal_on_both_keys_in_order() -> None:
+    # score_order leaves their order unspecified; the compiled kernel's sort is stable.
+    rng = np.random.default_rng(5)
+    levels = np.array([0.5, 0.25, -0.0, 0.0, np.nan, 1.0, -np.inf])
+    for n in (0, 1, 7, 64, 65, 300, 5000):
+        for dtype in (np.float32, np.float64):
+            for scores in (rng.choice(levels, n), rng.choice(levels[:4], n), rng.uniform(0.0, 1.0, n), np.full(n, 0.5)):
+                scores = scores.astype(dtype)
+                mask = rng.random(n) < 0.7
+                rows = np.flatnonzero(mask)
                 for tiebreak in (rng.integers(0, 3, n), np.zeros(n, dtype=np.int64)):
                     found = rank_rows(scores, mask, tiebreak)
                     keys = [
@@ -241,6 +258,7 @@ def test_rank_rows_matches_score_order() -> None:
                     )
 
 
+@needs_the_kernel
 def test_the_kernel_refuses_arguments_it_cannot_read() -> None:
     compiled = NMS_MODULE._COMPILED
     assert compiled is not None
