@@ -4,6 +4,7 @@ tools (training, benchmarks, generators, tests)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,16 +13,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "service", "postprocess", "model_repository")
+"""What a wheel is built from, copied to build it afresh: setuptools reuses a source tree's ``build/``, whose
+leftovers would hide a file the package no longer carries."""
+
+
 def test_the_wheel_serves_the_public_models(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip"]
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.egg-info")
+            shutil.copytree(ROOT / name, source / name, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run(
-        [*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+        [*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
         check=True,
         cwd=tmp_path,
     )
     (wheel,) = (tmp_path / "dist").glob("sightline-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "service/model_repository/colors/1/model.onnx" in names
+    # The store's schema, without which no database can be created.
+    assert [n for n in names if n.startswith("service/store/migrations/") and n.endswith(".sql")]
     # The compiled NMS kernel, without its source.
     assert [n for n in names if n.startswith("postprocess/_greedy.") and n.endswith((".so", ".pyd"))]
     assert "postprocess/_greedy.c" not in names
