@@ -51,6 +51,8 @@ SIZE_STEP = 64 * 1024
 _SHM_HEADROOM = 16 * 1024 * 1024
 """Free space ``/dev/shm`` must keep beyond a new region: tmpfs pages are only taken when written, and a write
 beyond a full tmpfs kills the writer with SIGBUS instead of failing."""
+_UNREGISTER_WAITS_S = (0.01, 0.02, 0.05, 0.1, 0.2)
+"""Pauses between tries to unregister a region Triton still holds (``RegionPool._unregister``)."""
 _gateways = itertools.count()
 """Numbers pools apart: several gateways of one process (tests, tools) may share one Triton and one prefix."""
 
@@ -302,9 +304,21 @@ class RegionPool:
     async def _drop(self, region: Region) -> None:
         self._bytes -= region.byte_size
         if region.registered:
-            with contextlib.suppress(RegistrationError):
-                await self._registrar.unregister(region.name)
+            await self._unregister(region.name)
         region.destroy()
+
+    async def _unregister(self, name: str) -> None:
+        """Unregister a region, waiting briefly while Triton still holds it: Triton answers a call before it lets go
+        of the call's regions, and refuses to unregister one "currently in use" meanwhile (seen in about 1 of 6
+        closes right after a call). Other failures are left: the registration ends with its Triton."""
+        for wait_s in (*_UNREGISTER_WAITS_S, None):
+            try:
+                await self._registrar.unregister(name)
+                return
+            except RegistrationError as error:
+                if wait_s is None or "in use" not in str(error):
+                    return
+            await asyncio.sleep(wait_s)
 
     def _disable(self, reason: str) -> None:
         if self.disabled is None:

@@ -25,6 +25,8 @@ class FakeTriton:
         self.registrations = 0
         self.unregistered: list[str] = []
         self.fail: RegistrationError | None = None
+        self.unregister_refusals: list[RegistrationError] = []
+        """Errors the next unregistrations raise, one each, before one works."""
         self.answer = asyncio.Event()
         self.answer.set()
 
@@ -38,6 +40,8 @@ class FakeTriton:
 
     async def unregister(self, name: str) -> None:
         self.unregistered.append(name)
+        if self.unregister_refusals:
+            raise self.unregister_refusals.pop(0)
         self.registered.pop(name, None)
 
 
@@ -236,6 +240,35 @@ async def test_close_unregisters_every_region_by_name(pool: RegionPool, triton: 
     assert await pool.acquire(100) is None
     leased.release()
     leased.release()  # the abandoned call ends after the close: nothing happens twice
+
+
+async def test_a_region_triton_still_holds_is_unregistered_once_it_lets_go(
+    pool: RegionPool, triton: FakeTriton
+) -> None:
+    lease = await pool.acquire(100)
+    assert lease is not None
+    name = lease.region.name
+    lease.release()
+    lease.release()
+    in_use = RegistrationError(
+        f"Cannot unregister shared memory region '{name}', it is currently in use.", transient=False
+    )
+    triton.unregister_refusals = [in_use, in_use]
+    await pool.close()
+    assert triton.unregistered == [name] * 3
+    assert name not in triton.registered
+
+
+async def test_an_unregistration_refused_for_another_reason_is_not_tried_again(
+    pool: RegionPool, triton: FakeTriton
+) -> None:
+    lease = await pool.acquire(100)
+    assert lease is not None
+    lease.release()
+    lease.release()
+    triton.unregister_refusals = [RegistrationError("Unable to find system shared memory region", transient=False)]
+    await pool.close()
+    assert triton.unregistered == [lease.region.name]
 
 
 async def test_a_region_the_reaper_removed_is_closed_quietly(triton: FakeTriton, prefix: Prefix) -> None:
