@@ -549,6 +549,23 @@ static int get_out(PyObject *obj, Array *out, Py_ssize_t n) {
     return 1;
 }
 
+/* The boxes' optional groups (None, or integers, one per box) and the IoU threshold, into pass; 0 with an error set. */
+static int get_groups_and_threshold(PyObject *groups_obj, PyObject *threshold, Array *boxes, Array *groups, Pass *pass) {
+    if (groups_obj != Py_None) {
+        if (!get_array(groups_obj, groups, 1, "groups", 0)) {
+            return 0;
+        }
+        if (groups->kind == 'f' || groups->view.shape[0] != boxes->view.shape[0]) {
+            PyErr_SetString(PyExc_TypeError, "groups: expected integers, one per box");
+            return 0;
+        }
+    }
+    pass->boxes = boxes;
+    pass->n = boxes->view.shape[0];
+    pass->threshold = PyFloat_AsDouble(threshold);
+    return !(pass->threshold == -1.0 && PyErr_Occurred());
+}
+
 static PyObject *run_pass(Pass *pass, Array *groups_array) {
     int32_t *group = NULL;
     Py_ssize_t result;
@@ -607,19 +624,7 @@ static PyObject *py_nms(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "scores: expected float32 or float64, one per box");
         goto fail;
     }
-    if (args[2] != Py_None) {
-        if (!get_array(args[2], &groups, 1, "groups", 0)) {
-            goto fail;
-        }
-        if (groups.kind == 'f' || groups.view.shape[0] != boxes.view.shape[0]) {
-            PyErr_SetString(PyExc_TypeError, "groups: expected integers, one per box");
-            goto fail;
-        }
-    }
-    pass.boxes = &boxes;
-    pass.n = boxes.view.shape[0];
-    pass.threshold = PyFloat_AsDouble(args[3]);
-    if (pass.threshold == -1.0 && PyErr_Occurred()) {
+    if (!get_groups_and_threshold(args[2], args[3], &boxes, &groups, &pass)) {
         goto fail;
     }
     if (!get_ssize(args[4], &pass.max_output, "max_output") || !get_budget(args[5], args[6], &pass) ||
@@ -683,19 +688,7 @@ static PyObject *py_ranked(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (!get_array(args[0], &boxes, 2, "boxes", 0)) {
         goto fail;
     }
-    if (args[1] != Py_None) {
-        if (!get_array(args[1], &groups, 1, "groups", 0)) {
-            goto fail;
-        }
-        if (groups.kind == 'f' || groups.view.shape[0] != boxes.view.shape[0]) {
-            PyErr_SetString(PyExc_TypeError, "groups: expected integers, one per box");
-            goto fail;
-        }
-    }
-    pass.boxes = &boxes;
-    pass.n = boxes.view.shape[0];
-    pass.threshold = PyFloat_AsDouble(args[2]);
-    if (pass.threshold == -1.0 && PyErr_Occurred()) {
+    if (!get_groups_and_threshold(args[1], args[2], &boxes, &groups, &pass)) {
         goto fail;
     }
     if (!get_ssize(args[3], &pass.max_output, "max_output") || !get_ssize(args[4], &pass.known_kept, "known_kept") ||
