@@ -219,43 +219,41 @@ def test_strided_and_foreign_inputs(name: str) -> None:
         _same(name, batched_nms, boxes, scores[:n].astype(">f4"), groups[:n].astype(">i8"), 0.3)
 
 
-def test_rank_rows_matches_score_order() -> None:
-    rng = np.random.default_rng(4)
+def score_cases(seed: int) -> Iterator[tuple[int, NDArray[np.floating[Any]], NDArray[np.bool_]]]:
+    """(n, scores, mask) for several sizes and both float widths: ties (with NaN, infinities and zeros of both
+    signs, or without them), distinct scores, one score; a random mask of the rows to rank."""
+    rng = np.random.default_rng(seed)
     levels = np.array([0.5, 0.25, -0.0, 0.0, np.nan, 1.0, -np.inf])
     for n in (0, 1, 7, 64, 65, 300, 5000):
         for dtype in (np.float32, np.float64):
-            # Ties (with NaN, infinities and zeros of both signs, or without them), distinct scores, one score.
             for scores in (rng.choice(levels, n), rng.choice(levels[:4], n), rng.uniform(0.0, 1.0, n), np.full(n, 0.5)):
-                scores = scores.astype(dtype)
-                mask = rng.random(n) < 0.7
-                rows = np.flatnonzero(mask)
-                # Distinct tiebreaks (small as detect's, negative, wide): the very order of score_order.
-                for tiebreak in (rng.permutation(n), rng.permutation(n) - n // 2, rng.permutation(n) * 10**12):
-                    expected = rows[score_order(scores[rows], tiebreak[rows])].tolist()
-                    assert rank_rows(scores, mask, tiebreak).tolist() == expected
-                assert rank_rows(scores, mask).tolist() == rows[score_order(scores[rows])].tolist()
+                yield n, scores.astype(dtype), rng.random(n) < 0.7
+
+
+def test_rank_rows_matches_score_order() -> None:
+    rng = np.random.default_rng(4)
+    for n, scores, mask in score_cases(4):
+        rows = np.flatnonzero(mask)
+        # Distinct tiebreaks (small as detect's, negative, wide): the very order of score_order.
+        for tiebreak in (rng.permutation(n), rng.permutation(n) - n // 2, rng.permutation(n) * 10**12):
+            expected = rows[score_order(scores[rows], tiebreak[rows])].tolist()
+            assert rank_rows(scores, mask, tiebreak).tolist() == expected
+        assert rank_rows(scores, mask).tolist() == rows[score_order(scores[rows])].tolist()
 
 
 @needs_the_kernel
 def test_rank_rows_keeps_rows_equal_on_both_keys_in_order() -> None:
     # score_order leaves their order unspecified; the compiled kernel's sort is stable.
     rng = np.random.default_rng(5)
-    levels = np.array([0.5, 0.25, -0.0, 0.0, np.nan, 1.0, -np.inf])
-    for n in (0, 1, 7, 64, 65, 300, 5000):
-        for dtype in (np.float32, np.float64):
-            for scores in (rng.choice(levels, n), rng.choice(levels[:4], n), rng.uniform(0.0, 1.0, n), np.full(n, 0.5)):
-                scores = scores.astype(dtype)
-                mask = rng.random(n) < 0.7
-                rows = np.flatnonzero(mask)
-                for tiebreak in (rng.integers(0, 3, n), np.zeros(n, dtype=np.int64)):
-                    found = rank_rows(scores, mask, tiebreak)
-                    keys = [
-                        (bool(np.isnan(scores[i])), -float(np.nan_to_num(scores[i])), int(tiebreak[i])) for i in found
-                    ]
-                    assert sorted(found.tolist()) == rows.tolist()
-                    assert [(*key, int(i)) for key, i in zip(keys, found, strict=True)] == sorted(
-                        (*key, int(i)) for key, i in zip(keys, found, strict=True)
-                    )
+    for n, scores, mask in score_cases(5):
+        rows = np.flatnonzero(mask)
+        for tiebreak in (rng.integers(0, 3, n), np.zeros(n, dtype=np.int64)):
+            found = rank_rows(scores, mask, tiebreak)
+            keys = [(bool(np.isnan(scores[i])), -float(np.nan_to_num(scores[i])), int(tiebreak[i])) for i in found]
+            assert sorted(found.tolist()) == rows.tolist()
+            assert [(*key, int(i)) for key, i in zip(keys, found, strict=True)] == sorted(
+                (*key, int(i)) for key, i in zip(keys, found, strict=True)
+            )
 
 
 @needs_the_kernel
