@@ -79,15 +79,6 @@ class BatchingGateway:
         self.batched_calls = 0
         """Calls answered from those requests."""
 
-    @property
-    def inner(self) -> TritonGateway:
-        return self._inner
-
-    @property
-    def in_flight(self) -> int:
-        """The wrapped gateway's requests in Triton (0 when it does not count them)."""
-        return int(getattr(self._inner, "in_flight", 0))
-
     async def infer(
         self, model: str, inputs: Tensors, outputs: Sequence[str], *, timeout_s: float | None = None
     ) -> dict[str, npt.NDArray[Any]]:
