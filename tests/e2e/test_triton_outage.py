@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import requests
 from google.rpc import error_details_pb2
@@ -149,6 +150,72 @@ def test_triton_killed_and_brought_back(tmp_path: Path) -> None:
         # One line per state change, not one per frame.
         outage_lines = [line for line in service.log.read_text().splitlines() if "UNAVAILABLE" in line]
         assert len(outage_lines) <= 4, outage_lines
+        service.assert_alive()
+    finally:
+        stop.set()
+        if service.alive():
+            assert service.stop() == 0
+
+
+def camera_frames(stop: threading.Event) -> Iterator[streams_pb2.StreamRecognizeRequest]:
+    """shapes-yolo frames as fast as the stream takes them (4 in flight): many streams' frames share requests."""
+    config = streams_pb2.StreamConfig(spec_id="shapes-yolo-v1", max_in_flight=4, drop_policy=streams_pb2.BLOCK)
+    yield streams_pb2.StreamRecognizeRequest(config=config)
+    pixels = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8).tobytes()
+    raw = streams_pb2.RawImage(width=320, height=240, format=streams_pb2.RGB24, data=pixels)
+    frame_id = 0
+    while not stop.is_set():
+        yield streams_pb2.StreamRecognizeRequest(frame=streams_pb2.Frame(frame_id=frame_id, raw=raw))
+        frame_id += 1
+
+
+def test_triton_killed_under_batched_requests(tmp_path: Path) -> None:
+    """Triton killed while requests of several streams' frames are in it: every frame is still answered (the
+    batch's failure is each of its frames', UNAVAILABLE), no stream ends, and frames are batched and answered again
+    once the service has restarted Triton."""
+    service = ExternalService(tmp_path, SIGHTLINE_HEALTH_INTERVAL_S="0.5").start(timeout_s=300)
+    stop = threading.Event()
+    answers: list[list[streams_pb2.StreamRecognizeResponse]] = [[] for _ in range(6)]
+    stream_errors: list[BaseException] = []
+    batch_sum = 'sightline_triton_batch_images_sum{model="shapes-yolo"}'
+    batch_count = 'sightline_triton_batch_images_count{model="shapes-yolo"}'
+    try:
+        with grpc.insecure_channel(service.address) as channel:
+            stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
+
+            def consume(into: list[streams_pb2.StreamRecognizeResponse]) -> None:
+                try:
+                    into.extend(stub.StreamRecognize(camera_frames(stop)))
+                except grpc.RpcError as exc:
+                    stream_errors.append(exc)
+
+            readers = [threading.Thread(target=consume, args=(each,), daemon=True) for each in answers]
+            for reader in readers:
+                reader.start()
+            wait_until(lambda: all(len(a) >= 20 for a in answers), timeout_s=60, what="every stream's first frames")
+            before = service.metrics()
+            assert before[batch_sum] > before[batch_count], "frames of the streams should share requests"
+            os.kill(tritonserver_of(service), signal.SIGKILL)
+            service.wait_health(NOT_SERVING, timeout_s=5)
+            service.wait_health(SERVING, timeout_s=60)
+            seen = [len(a) for a in answers]
+
+            def answered_again() -> bool:
+                pairs = zip(answers, seen, strict=True)
+                return all(len(a) >= n + 20 and a[-1].status == streams_pb2.OK for a, n in pairs)
+
+            wait_until(answered_again, timeout_s=60, what="frames answered again on every stream")
+            after = service.metrics()
+            stop.set()
+            for reader in readers:
+                reader.join(15)
+        assert not stream_errors, stream_errors
+        assert after[batch_sum] - before[batch_sum] > after[batch_count] - before[batch_count]
+        failed = [f for a in answers for f in a if f.status != streams_pb2.OK]
+        assert failed, "no frame failed while Triton was down"
+        assert {(f.status, f.error.code) for f in failed} == {(streams_pb2.ERROR, grpc.StatusCode.UNAVAILABLE.value[0])}
+        for each in answers:  # ordered streams: every frame answered once, in order
+            assert [f.frame_id for f in each] == list(range(len(each)))
         service.assert_alive()
     finally:
         stop.set()
