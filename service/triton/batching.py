@@ -82,13 +82,13 @@ class BatchingGateway:
     async def infer(
         self, model: str, inputs: Tensors, outputs: Sequence[str], *, timeout_s: float | None = None
     ) -> dict[str, npt.NDArray[Any]]:
-        kind = await self._kind(model, inputs, outputs) if self._max_batch > 1 else None
-        if kind is None:
+        batchable = await self._kind(model, inputs, outputs) if self._max_batch > 1 else None
+        if batchable is None:
             return await self._inner.infer(model, inputs, outputs, timeout_s=timeout_s)
+        kind, limit = batchable
         queue = self._queues.get(kind)
         if queue is None:
-            info = await self._inner.model_info(model)
-            queue = self._queues.setdefault(kind, _Queue(min(self._max_batch, info.max_batch_size)))
+            queue = self._queues[kind] = _Queue(limit)
         call = _Call(inputs, timeout_s, asyncio.get_running_loop().create_future())
         queue.waiting.append(call)
         if queue.sending < self._concurrency and not queue.scheduled:
@@ -100,8 +100,8 @@ class BatchingGateway:
         # runs to its end (the gateway never cancels a request in Triton) and its rows are dropped.
         return await call.answer
 
-    async def _kind(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> _Kind | None:
-        """The call's kind when it can join a batch, else None."""
+    async def _kind(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> tuple[_Kind, int] | None:
+        """The call's kind and the most images a request of it may hold, when it can join a batch; else None."""
         if not inputs or any(a.ndim == 0 or a.shape[0] != 1 or a.dtype.hasobject for a in inputs.values()):
             return None
         try:
@@ -110,7 +110,8 @@ class BatchingGateway:
             return None  # the call itself meets the failure and reports it
         if info.max_batch_size < 2:
             return None
-        return model, tuple((n, a.shape, a.dtype.str) for n, a in inputs.items()), tuple(outputs)
+        kind = (model, tuple((n, a.shape, a.dtype.str) for n, a in inputs.items()), tuple(outputs))
+        return kind, min(self._max_batch, info.max_batch_size)
 
     def _flush(self, kind: _Kind, queue: _Queue) -> None:
         queue.scheduled = False

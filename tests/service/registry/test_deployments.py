@@ -21,25 +21,10 @@ from service.tasks import TaskRunner
 from service.triton.repository import ModelRepository
 from service.triton.tensors import Signature, TensorSignature
 from tests.fakes import FakeTritonGateway
+from tests.service.registry.helpers import image_input, preprocessing_body
 
 SIGNATURE = Signature((TensorSignature("x", "FP32", (-1, 3)),), (TensorSignature("y", "FP32", (-1, 2)),), 8)
-PREPROCESSING = {
-    "inputs": [
-        {
-            "tensor_name": "x",
-            "image": {
-                "dimension_order": "NCHW",
-                "resize_type": "SQUASH",
-                "target_size": "8x8",
-                "color_channels": "RGB",
-                "pixel_scaling": 255.0,
-                "mean_file": "mean.npy",
-                "data_type": "FLOAT32",
-            },
-        }
-    ],
-    "batched_output": True,
-}
+PREPROCESSING = preprocessing_body(image_input("x", "mean.npy"))
 
 
 class Gateway(FakeTritonGateway):

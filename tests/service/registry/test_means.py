@@ -10,25 +10,11 @@ import numpy as np
 
 from service.domain import Preprocessing, parse_preprocessing
 from service.registry.means import MeanCache, load_means
-
-
-def image_input(name: str, mean_file: str, channels: str = "BGR") -> dict[str, Any]:
-    return {
-        "tensor_name": name,
-        "image": {
-            "dimension_order": "NCHW",
-            "resize_type": "SQUASH",
-            "target_size": "8x8",
-            "color_channels": channels,
-            "pixel_scaling": 255.0,
-            "mean_file": mean_file,
-            "data_type": "FLOAT32",
-        },
-    }
+from tests.service.registry.helpers import image_input, preprocessing_body
 
 
 def preprocessing(*inputs: dict[str, Any]) -> Preprocessing:
-    return parse_preprocessing({"inputs": list(inputs), "batched_output": True})
+    return parse_preprocessing(preprocessing_body(*inputs))
 
 
 def test_each_named_mean_is_read_with_its_inputs_channels(tmp_path: Path) -> None:
@@ -36,7 +22,9 @@ def test_each_named_mean_is_read_with_its_inputs_channels(tmp_path: Path) -> Non
     np.save(tmp_path / "grey.npy", np.full((8, 8), 0.25, dtype=np.float32)[None])  # (1, 8, 8): C, H, W
     means = load_means(
         tmp_path,
-        preprocessing(image_input("a", "colour.npy"), image_input("b", "grey.npy", "L"), image_input("c", "")),
+        preprocessing(
+            image_input("a", "colour.npy", "BGR"), image_input("b", "grey.npy", "L"), image_input("c", "", "BGR")
+        ),
     )
     assert sorted(means) == ["colour.npy", "grey.npy"]
     assert means["colour.npy"].shape == (1, 1, 3)
@@ -45,13 +33,13 @@ def test_each_named_mean_is_read_with_its_inputs_channels(tmp_path: Path) -> Non
 
 
 def test_a_network_without_mean_files_reads_nothing(tmp_path: Path) -> None:
-    assert load_means(tmp_path / "absent", preprocessing(image_input("a", ""))) == {}
+    assert load_means(tmp_path / "absent", preprocessing(image_input("a", "", "BGR"))) == {}
 
 
 async def test_the_cache_reads_a_networks_means_once_until_forgotten(tmp_path: Path) -> None:
     path = tmp_path / "m.npy"
     np.save(path, np.array([1.0, 1.0, 1.0], dtype=np.float32))
-    prep = preprocessing(image_input("a", "m.npy"))
+    prep = preprocessing(image_input("a", "m.npy", "BGR"))
     cache = MeanCache()
     first = await cache.get("7", tmp_path, prep)
     np.save(path, np.array([9.0, 9.0, 9.0], dtype=np.float32))  # the file changes on disk

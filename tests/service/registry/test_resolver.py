@@ -19,6 +19,7 @@ from service.tasks import TaskRunner
 from service.triton.repository import ModelRepository
 from service.triton.tensors import Signature, TensorSignature
 from tests.helpers import ROOT
+from tests.service.registry.helpers import image_input, preprocessing_body
 
 CATALOG = Catalog.load(ROOT / "model_repository")
 SPEC_OUTPUTS = [{"labels": {"labels": [{"id": 0, "name": "cat"}, {"id": 1, "name": "dog"}], "exclusive": True}}]
@@ -32,23 +33,7 @@ SIGNATURE = Signature(
 
 
 def preprocessing(mean_file: str = "") -> dict[str, Any]:
-    return {
-        "inputs": [
-            {
-                "tensor_name": "image:0",
-                "image": {
-                    "dimension_order": "NCHW",
-                    "resize_type": "SQUASH",
-                    "target_size": "8x8",
-                    "color_channels": "RGB",
-                    "pixel_scaling": 255.0,
-                    "mean_file": mean_file,
-                    "data_type": "FLOAT32",
-                },
-            }
-        ],
-        "batched_output": True,
-    }
+    return preprocessing_body(image_input("image:0", mean_file))
 
 
 async def add_network(
