@@ -240,6 +240,7 @@ async def start(settings: Settings) -> Application:
                 [settings.model_repository.resolve(), settings.user_repository.resolve()],
                 settings.triton_dir,
                 log_verbose=settings.triton_log_verbose,
+                cpu_threads=settings.triton_cpu_threads,
                 stop_grace_s=_TRITON_STOP_RESERVE_S,
             )
             url = await triton.start(timeout_s=settings.triton_startup_timeout_s)

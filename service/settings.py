@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     triton_log_verbose: int = Field(0, ge=0)
     """The embedded Triton's ``--log-verbose`` level."""
 
+    triton_cpu_threads: int = Field(1, ge=1)
+    """ONNX Runtime threads per run of a model in the embedded Triton, for models whose ``config.pbtxt`` does not
+    set ``intra_op_thread_count``. 1 serves the most frames per second when Triton shares the cores with the service
+    (docs/operations.md); more lowers one request's latency on idle cores (efficientnet-lite0 alone: 8.6 ms with
+    one, 5.3 ms with two). A remote Triton has its own."""
+
     triton_shared_memory: str = Field("auto", pattern="^(auto|on|off)$")
     """Tensors to and from Triton through its system shared memory (regions in ``/dev/shm``) instead of inside the
     gRPC messages: ``auto`` (on with the embedded Triton, off with ``triton_url``), ``on`` (also a remote Triton on

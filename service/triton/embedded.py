@@ -199,15 +199,19 @@ class EmbeddedTriton:
         work_dir: Path,
         *,
         log_verbose: int = 0,
+        cpu_threads: int = 1,
         stop_grace_s: float = 5.0,
         on_down: Callback | None = None,
         on_up: Callback | None = None,
     ) -> None:
         if stop_grace_s <= 0:
             raise ValueError("stop_grace_s must be positive")
+        if cpu_threads < 1:
+            raise ValueError("cpu_threads must be 1 or more")
         self._repositories = repositories
         self._work_dir = work_dir.resolve()
         self._log_verbose = log_verbose
+        self._cpu_threads = cpu_threads
         self._stop_grace_s = stop_grace_s
         self._on_down = on_down
         self._on_up = on_up
@@ -294,7 +298,9 @@ class EmbeddedTriton:
         # The backend stub embeds its own interpreter, which ignores PYTHONPATH: our backend reads this instead to
         # find this environment's packages (numpy, onnxruntime).
         env["SIGHTLINE_BACKEND_PATH"] = os.pathsep.join(site.getsitepackages())
-        # Each stub's ONNX Runtime would otherwise start a thread per core per model.
+        # ONNX Runtime's threads per run for models whose config does not say (the backend's session_options).
+        env["SIGHTLINE_BACKEND_THREADS"] = str(self._cpu_threads)
+        # numpy's BLAS in each stub would otherwise start a thread per core (ONNX Runtime ignores this).
         env.setdefault("OMP_NUM_THREADS", "1")
         return env
 

@@ -34,11 +34,7 @@ class TritonPythonModel:
             )
         config = json.loads(args["model_config"])
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        options = ort.SessionOptions()
-        params = config.get("parameters", {})
-        threads = int(params.get("intra_op_thread_count", {}).get("string_value", "0") or 0)
-        if threads > 0:
-            options.intra_op_num_threads = threads
+        options = session_options(config.get("parameters", {}), int(os.environ.get("SIGHTLINE_BACKEND_THREADS") or 1))
         self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.input_types = {i.name: i.type for i in self.session.get_inputs()}
@@ -90,6 +86,35 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.session = None
+
+
+def session_options(parameters: dict[str, Any], default_threads: int = 1) -> Any:
+    """ONNX Runtime's options for one model: ``parameters`` is its config's ``parameters`` map (as JSON: name to
+    ``{"string_value": ...}``), read with the native backend's names, ``intra_op_thread_count`` and
+    ``inter_op_thread_count``; when unset or 0 they are ``default_threads`` (the launcher's
+    ``SIGHTLINE_BACKEND_THREADS``) and 1.
+
+    ONNX Runtime's own default is a thread per core for every session, spinning while it waits for work. Here the
+    cores are shared with the service, its clients and the other models' stubs, and a spinning thread takes the
+    CPU they need: on 2 cores one thread per run, without spinning, served `shapes-yolo` at 1.3-1.9 times the
+    frames per second (bench/stream_bench.py, docs/performance.md). Parallelism comes from Triton's dynamic
+    batching instead."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _count(parameters, "intra_op_thread_count") or default_threads
+    options.inter_op_num_threads = _count(parameters, "inter_op_thread_count") or 1
+    for pool in ("intra_op", "inter_op"):
+        options.add_session_config_entry(f"session.{pool}.allow_spinning", "0")
+    return options
+
+
+def _count(parameters: dict[str, Any], name: str) -> int:
+    """The whole number ``parameters`` give ``name``; 0 when unset."""
+    text = str(parameters.get(name, {}).get("string_value", "")).strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"parameter {name} is {text!r}: give a thread count of 1 or more, or 0 for the default")
+    return int(text)
 
 
 _BAD_TEXT = object()
