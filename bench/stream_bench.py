@@ -84,7 +84,8 @@ class Run:
     stages: list[Stages] | None = None
     """The server's own ``timing`` of each frame (queue, preprocess, triton, postprocess, total ms), streams only."""
     cpu: dict[str, float] | None = None
-    """CPU milliseconds per frame of each process (the bench's client, the Sightline server, Triton) over the run."""
+    """CPU milliseconds per frame of each process over the run: the bench's client, the Sightline server, Triton, and
+    Triton's backend stubs together as ``backend``."""
 
 
 def timed(latencies: list[float], seconds: float, stages: list[Stages] | None = None) -> Run:
@@ -228,20 +229,47 @@ async def run_streams(
     return timed(latencies, time.perf_counter() - started, stages)
 
 
+def _stat(path: Path) -> tuple[int, float]:
+    """A ``/proc/<pid>/stat`` file's parent pid and user and system CPU seconds so far, all threads."""
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds a process has used so far, all its threads (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU seconds a process has used so far, all its threads."""
+    return _stat(Path(f"/proc/{pid}/stat"))[1]
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds the live children of ``pid`` have used so far: for Triton, its Python backend stubs, where
+    ONNX Runtime runs the models (a process's own figure leaves them out)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent, seconds = _stat(stat)
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if parent == pid:
+            total += seconds
+    return total
 
 
 async def measured(run: Awaitable[Run], pids: dict[str, int]) -> Run:
     """``run`` with the CPU each process of ``pids`` spent on it, per frame: on a shared machine a path's CPU per
     frame holds steadier than its fps, which the other work on the cores moves."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: reading(pid) for name, (pid, reading) in _readings(pids).items()}
     done = await run
     frames = len(done.latencies)
-    spent = {name: (cpu_seconds(pid) - before[name]) / frames * 1e3 for name, pid in pids.items()}
+    spent = {name: (reading(pid) - before[name]) / frames * 1e3 for name, (pid, reading) in _readings(pids).items()}
     return replace(done, cpu=spent)
+
+
+def _readings(pids: dict[str, int]) -> dict[str, tuple[int, Callable[[int], float]]]:
+    """Each process of ``pids`` with its CPU reading, and Triton's backend stubs as ``backend`` beside it."""
+    readings: dict[str, tuple[int, Callable[[int], float]]] = {name: (pid, cpu_seconds) for name, pid in pids.items()}
+    if "triton" in pids:
+        readings["backend"] = (pids["triton"], children_cpu_seconds)
+    return readings
 
 
 def report_cpu(name: str, paths: dict[str, list[Run]]) -> None:
