@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExistsError",
+    "ConfigurationError",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",
@@ -200,3 +201,9 @@ class DeadlineExceededError(SightlineError):
     """A server-side time limit ran out (e.g. fetching an image source took too long)."""
 
     reason = "DEADLINE_EXCEEDED"
+
+
+class ConfigurationError(ValueError):
+    """The service cannot start with these settings: the message names the setting (its ``SIGHTLINE_*``
+    variable), the value and what to give instead. Not a request's error (no status): the ``sightline`` command
+    prints it and exits with 2."""

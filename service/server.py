@@ -10,6 +10,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -39,9 +40,11 @@ from service.auth import Authenticator
 from service.catalog import Catalog
 from service.convert import ConverterOptions
 from service.domain.results import TaskData
+from service.errors import ConfigurationError
 from service.health import HealthMonitor
 from service.images import DecodeBudget
 from service.inference_tasks import InferenceTasks
+from service.listen import check_can_listen
 from service.observability import Metrics
 from service.recognition import Recognizer
 from service.registry import Registry, UploadLimits, reconcile
@@ -143,10 +146,11 @@ def _tracer_provider(settings: Settings) -> TracerProvider:
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         except ImportError:
-            raise RuntimeError("SIGHTLINE_OTEL_EXPORTER=otlp needs the opentelemetry-exporter-otlp package") from None
+            raise ConfigurationError(
+                "SIGHTLINE_OTEL_EXPORTER='otlp' needs the opentelemetry-exporter-otlp package: install it, or give "
+                "'console' or '' (no exporter)"
+            ) from None
         exporter = OTLPSpanExporter()
-    elif settings.otel_exporter:
-        raise ValueError(f"SIGHTLINE_OTEL_EXPORTER={settings.otel_exporter!r}: expected '', 'console' or 'otlp'")
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -178,13 +182,25 @@ def _server_options(settings: Settings) -> list[tuple[str, Any]]:
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The REST facade's TLS, from the same files as gRPC's (``_credentials`` checks them first)."""
+    """The REST facade's TLS, from the same files as gRPC's. ``_credentials`` builds it too, to check the files:
+    gRPC takes any bytes and fails only at the bind, saying why in its log alone."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigurationError(
+            f"SIGHTLINE_TLS_CERT_FILE={str(settings.tls_cert_file)!r} and SIGHTLINE_TLS_KEY_FILE="
+            f"{str(settings.tls_key_file)!r}: not a PEM certificate chain and its private key ({exc})"
+        ) from None
     if settings.tls_client_ca_file is not None:
-        context.load_verify_locations(settings.tls_client_ca_file)
+        try:
+            context.load_verify_locations(settings.tls_client_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(
+                f"SIGHTLINE_TLS_CLIENT_CA_FILE={str(settings.tls_client_ca_file)!r}: not PEM CA certificates ({exc})"
+            ) from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
@@ -192,16 +208,32 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if settings.tls_cert_file is None and settings.tls_key_file is None:
         if settings.tls_client_ca_file is not None:
-            raise ValueError("SIGHTLINE_TLS_CLIENT_CA_FILE needs SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE")
+            raise ConfigurationError(
+                "SIGHTLINE_TLS_CLIENT_CA_FILE needs SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE"
+            )
         return None
     if settings.tls_cert_file is None or settings.tls_key_file is None:
-        raise ValueError("TLS needs both SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE")
-    ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
-    )
+        raise ConfigurationError("TLS needs both SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE")
+    key = _read("SIGHTLINE_TLS_KEY_FILE", settings.tls_key_file)
+    cert = _read("SIGHTLINE_TLS_CERT_FILE", settings.tls_cert_file)
+    ca = _read("SIGHTLINE_TLS_CLIENT_CA_FILE", settings.tls_client_ca_file) if settings.tls_client_ca_file else None
+    _ssl_context(settings)
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def _read(setting: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{setting}={str(path)!r}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _check_addresses(settings: Settings) -> None:
+    """Every listener's address is free and this machine's (``service.listen``), before Triton's slow start."""
+    host = "SIGHTLINE_HOST (--host)"
+    check_can_listen(settings.host, settings.port, "SIGHTLINE_PORT (--port)", host)
+    check_can_listen(settings.host, settings.rest_port, "SIGHTLINE_REST_PORT (--rest-port)", host)
+    check_can_listen(settings.metrics_host, settings.metrics_port, "SIGHTLINE_METRICS_PORT", "SIGHTLINE_METRICS_HOST")
 
 
 def _shm_prefix(settings: Settings, triton: EmbeddedTriton | None) -> Callable[[], str | None] | None:
@@ -227,6 +259,8 @@ async def start(settings: Settings) -> Application:
     """Start Triton (embedded unless ``triton_url`` is set), then the gRPC server on ``settings.port``."""
     catalog = Catalog.load(settings.model_repository)
     credentials = _credentials(settings)
+    _check_addresses(settings)
+    provider = _tracer_provider(settings)
     repository = ModelRepository(settings.user_repository, settings.staging_dir, prefix=settings.model_name_prefix)
     store = await open_store(settings.database_url, settings.data_dir, pool_size=settings.database_pool_size)
     triton: EmbeddedTriton | None = None
@@ -244,7 +278,7 @@ async def start(settings: Settings) -> Application:
                 stop_grace_s=_TRITON_STOP_RESERVE_S,
             )
             url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
-        app = await _start_server(settings, catalog, store, repository, url, triton, credentials)
+        app = await _start_server(settings, catalog, store, repository, url, triton, credentials, provider)
         if triton is not None:
             # While it is down every call gets UNAVAILABLE from the gateway; health says so at once, and again
             # SERVING once the restarted server has loaded the bundled and the uploaded networks.
@@ -254,6 +288,7 @@ async def start(settings: Settings) -> Application:
         if triton is not None:
             await triton.stop()
         await store.close()
+        provider.shutdown()
         raise
 
 
@@ -265,9 +300,9 @@ async def _start_server(
     url: str,
     triton: EmbeddedTriton | None,
     credentials: grpc.ServerCredentials | None,
+    provider: TracerProvider,
 ) -> Application:
     metrics = Metrics()
-    provider = _tracer_provider(settings)
     tracer = provider.get_tracer("sightline")
     gateway = GrpcTritonGateway(
         url,
@@ -370,7 +405,7 @@ async def _start_server(
     except RuntimeError:  # grpcio raises this when the address cannot be bound
         port = 0
     if port == 0:
-        raise OSError(
+        raise ConfigurationError(
             f"could not listen on {address}: the port is in use (another sightline serve?) or the address is not "
             "this machine's; set SIGHTLINE_PORT / SIGHTLINE_HOST"
         )
@@ -378,34 +413,40 @@ async def _start_server(
     await registry.resume()
     await server.start()
     metrics_server, metrics_port = None, None
-    if settings.metrics_port >= 0:
-        metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
-        metrics_port = int(metrics_server.server_port)
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
-    log.info("listening on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
     rest = None
-    if settings.rest_port >= 0:
-        rest = RestServer(
-            RestRoutes(
-                registry,
-                inference,
-                tasks,
+    try:
+        if settings.metrics_port >= 0:
+            metrics_server, _ = start_http_server(
+                settings.metrics_port, settings.metrics_host, registry=metrics.registry
+            )
+            metrics_port = int(metrics_server.server_port)
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
+        log.info("listening on %s:%d%s (Triton at %s)", settings.host, port, " with TLS" if credentials else "", url)
+        if settings.rest_port >= 0:
+            rest = RestServer(
+                RestRoutes(
+                    registry,
+                    inference,
+                    tasks,
+                    max_body_bytes=settings.max_message_bytes,
+                    upload_limits=registry_limits,
+                    staging_dir=settings.staging_dir,
+                ),
+                authenticator,
+                metrics,
+                tracer,
                 max_body_bytes=settings.max_message_bytes,
-                upload_limits=registry_limits,
-                staging_dir=settings.staging_dir,
-            ),
-            authenticator,
-            metrics,
-            tracer,
-            max_body_bytes=settings.max_message_bytes,
-        )
-        try:
+            )
             rest_port = await rest.start(settings.host, settings.rest_port, _ssl_context(settings))
-        except BaseException:
-            await server.stop(None)
-            await monitor.stop()
-            raise
-        log.info("v0.7 REST API on http%s://%s:%d/v0.7/", "s" if credentials else "", settings.host, rest_port)
+            log.info("v0.7 REST API on http%s://%s:%d/v0.7/", "s" if credentials else "", settings.host, rest_port)
+    except BaseException:
+        # Lost a race for a port that _check_addresses found free: nothing of this start may keep running.
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+        await server.stop(None)
+        await monitor.stop()
+        raise
     return Application(
         server,
         port,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["BUNDLED_REPOSITORY", "Settings"]
+from service.errors import ConfigurationError
+
+__all__ = ["BUNDLED_REPOSITORY", "Settings", "load_settings"]
+
+_PREFIX = "SIGHTLINE_"
 
 _SOURCE_TREE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 _PACKAGED_REPOSITORY = Path(__file__).resolve().parent / "model_repository"  # what a wheel carries (setup.py)
@@ -17,7 +21,7 @@ BUNDLED_REPOSITORY = _SOURCE_TREE_REPOSITORY if _SOURCE_TREE_REPOSITORY.is_dir()
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIGHTLINE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore")
 
     host: str = "127.0.0.1"
     """The address the gRPC server binds; ``0.0.0.0`` or ``[::]`` to serve other machines."""
@@ -110,7 +114,7 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     """The address the metrics endpoint binds."""
 
-    otel_exporter: str = ""
+    otel_exporter: str = Field("", pattern="^(|console|otlp)$")
     """Where OpenTelemetry spans go: "" (nowhere; trace context is still passed on), "console", or "otlp"
     (needs the opentelemetry-exporter-otlp package; configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
 
@@ -254,3 +258,21 @@ class Settings(BaseSettings):
         if self.auth != "auto":
             return self.auth == "on"
         return self.host not in {"127.0.0.1", "::1", "[::1]", "localhost"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment, ``overrides`` (by field name: the command's flags) winning over it.
+
+    Raises:
+        ConfigurationError: a value fails its field's rule; one line per bad value, each naming its variable
+            (or, for an override, its flag), the value given and the rule.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = f"--{field.replace('_', '-')}" if field in overrides else f"{_PREFIX}{field.upper()}"
+            lines.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise ConfigurationError("\n".join(lines)) from None

@@ -7,8 +7,10 @@ recognize, stream, health: calls to a running server).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from service.cli import client, server
+from service.errors import ConfigurationError
 
 __all__ = ["build_parser", "main"]
 
@@ -23,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status. A setting the command cannot run with (``ConfigurationError``) is one
+    message on stderr and status 2, as a bad flag is, not a traceback."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigurationError as exc:
+        print(f"sightline {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code

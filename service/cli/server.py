@@ -22,7 +22,7 @@ __all__ = ["add_keys", "add_serve"]
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
     from service.server import serve
-    from service.settings import Settings
+    from service.settings import load_settings
 
     overrides: dict[str, Any] = {}
     if args.port is not None:
@@ -31,7 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.rest_port is not None:
         overrides["rest_port"] = args.rest_port
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     configure_logging(settings.log_level, json_lines=settings.log_json)
 
     async def main() -> None:
@@ -64,10 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _keys(args: argparse.Namespace) -> int:
     from service.auth import KeyKind, create_key, revoke_key
     from service.errors import SightlineError
-    from service.settings import Settings
+    from service.settings import load_settings
     from service.store import open_store
 
-    settings = Settings()
+    settings = load_settings()
     store = await open_store(settings.database_url, settings.data_dir, pool_size=1)
     try:
         if args.keys_command == "create":

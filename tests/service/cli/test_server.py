@@ -16,6 +16,7 @@ import pytest
 import service.server
 from service.cli import main
 from service.cli import server as cli_server
+from service.errors import ConfigurationError
 from service.settings import Settings
 
 ENV = ("SIGHTLINE_PORT", "SIGHTLINE_HOST", "SIGHTLINE_REST_PORT", "SIGHTLINE_DATABASE_URL", "SIGHTLINE_API_KEY")
@@ -82,11 +83,35 @@ def test_a_port_must_be_a_number(argv: list[str], capsys: pytest.CaptureFixture[
     assert "invalid int value" in capsys.readouterr().err
 
 
-def test_a_port_out_of_range_is_refused_by_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_port_out_of_range_is_refused_by_the_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = serve_with(monkeypatch, FakeServe())
-    with pytest.raises(ValueError, match="port"):
-        main(["serve", "--port", "70000"])
+    assert main(["serve", "--port", "70000"]) == 2
     assert fake.settings == []
+    err = capsys.readouterr().err
+    assert err == "sightline serve: --port=70000: Input should be less than or equal to 65535\n"
+
+
+def test_a_bad_variable_is_one_message_and_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = serve_with(monkeypatch, FakeServe())
+    monkeypatch.setenv("SIGHTLINE_TRITON_CPU_THREADS", "0")
+    assert main(["serve"]) == 2
+    assert fake.settings == []
+    assert capsys.readouterr().err.startswith("sightline serve: SIGHTLINE_TRITON_CPU_THREADS='0': ")
+    # The key commands read the same settings.
+    assert main(["keys", "list"]) == 2
+    assert capsys.readouterr().err.startswith("sightline keys: SIGHTLINE_TRITON_CPU_THREADS='0': ")
+
+
+def test_a_setting_the_server_refuses_at_start_is_one_message_and_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve_with(monkeypatch, FakeServe(error=ConfigurationError("TLS needs both SIGHTLINE_TLS_CERT_FILE and ...")))
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == "sightline serve: TLS needs both SIGHTLINE_TLS_CERT_FILE and ...\n"
 
 
 def test_the_demo_asks_the_ready_server_once(

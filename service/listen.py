@@ -1,0 +1,60 @@
+"""Whether the service can listen where its settings say, checked before the embedded Triton starts.
+
+Triton takes seconds to load the models; a port another server holds, or a host that is not this machine's, would
+otherwise be found only after that, when the gRPC server, the REST facade or the metrics endpoint binds.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from service.errors import ConfigurationError
+
+__all__ = ["check_can_listen"]
+
+
+def check_can_listen(host: str, port: int, setting: str, host_setting: str) -> None:
+    """Bind a TCP socket to ``host:port`` and close it at once, as the server will bind it.
+
+    ``host`` is a name, an IPv4 address or an IPv6 one (bracketed or not; empty: every address); ``port`` 0 (a
+    free port) or below (off) is not checked. As gRPC does, it passes when any address ``host`` resolves to can be
+    bound. ``setting`` and ``host_setting`` name what the operator sets (``SIGHTLINE_PORT (--port)``) in the message.
+
+    Raises:
+        ConfigurationError: ``host`` does not resolve, the port is in use or privileged, or no address is this
+            machine's.
+    """
+    if port <= 0:
+        return
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        addresses = socket.getaddrinfo(bare or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(
+            f"{host_setting} {host!r} does not resolve ({exc.strerror}): give an address of this machine"
+        ) from None
+    failures: list[OSError] = []
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            # As the servers bind: a port left in TIME_WAIT by a stopped server is free; a listening one is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                failures.append(exc)
+                continue
+        return
+    codes = {failure.errno for failure in failures}
+    reasons = "; ".join(sorted({failure.strerror or str(failure) for failure in failures}))
+    cannot = f"cannot listen on {host}:{port} ({reasons})"
+    if errno.EADDRINUSE in codes:
+        raise ConfigurationError(
+            f"{cannot}: the port is in use (another sightline serve?); stop that server, or give {setting} a free "
+            "port (0 picks one)"
+        )
+    if errno.EACCES in codes:
+        raise ConfigurationError(f"{cannot}: ports below 1024 need privileges; give {setting} one of 1024 or more")
+    raise ConfigurationError(
+        f"{cannot}: {host_setting} is not an address of this machine; give one (127.0.0.1, or 0.0.0.0 or [::] for all)"
+    )

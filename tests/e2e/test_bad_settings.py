@@ -1,0 +1,98 @@
+"""``sightline serve`` run as an operator runs it, with a setting it cannot start with: it exits with status 2 and
+one message naming the setting, before the embedded Triton starts (no Triton log is written), and without a
+traceback. The address checks are real: another process holds the port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.external import ROOT, free_port
+
+
+@pytest.fixture
+def held() -> Iterator[int]:
+    """A port another server listens on (and keeps answering on)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield int(server.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5):
+            pass  # the refused start did not take it
+
+
+def serve(data_dir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SIGHTLINE_DATA_DIR": str(data_dir),
+        "SIGHTLINE_PORT": str(free_port()),
+        "SIGHTLINE_METRICS_PORT": str(free_port()),
+        **settings,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "service", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def refused(done: subprocess.CompletedProcess[str], data_dir: Path) -> str:
+    """The one message of a refused start; Triton was never started."""
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert not (data_dir / "triton" / "triton.log").exists(), "the embedded Triton started before the refusal"
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("sightline serve: ")
+    return last
+
+
+def test_a_grpc_port_in_use(tmp_path: Path, held: int) -> None:
+    message = refused(serve(tmp_path, SIGHTLINE_PORT=str(held)), tmp_path)
+    assert f"127.0.0.1:{held}" in message
+    assert "in use" in message
+    assert "SIGHTLINE_PORT" in message
+
+
+@pytest.mark.parametrize("setting", ["SIGHTLINE_METRICS_PORT", "SIGHTLINE_REST_PORT"])
+def test_a_metrics_or_rest_port_in_use(tmp_path: Path, held: int, setting: str) -> None:
+    message = refused(serve(tmp_path, **{setting: str(held)}), tmp_path)
+    assert f"127.0.0.1:{held}" in message
+    assert "in use" in message
+    assert setting in message
+
+
+def test_a_host_that_is_not_this_machines(tmp_path: Path) -> None:
+    message = refused(serve(tmp_path, SIGHTLINE_HOST="192.0.2.1"), tmp_path)
+    assert "SIGHTLINE_HOST (--host) is not an address of this machine" in message
+
+
+def test_tls_files_that_are_not_pem(tmp_path: Path) -> None:
+    garbage = tmp_path / "cert.pem"
+    garbage.write_bytes(os.urandom(512))
+    message = refused(
+        serve(tmp_path, SIGHTLINE_TLS_CERT_FILE=str(garbage), SIGHTLINE_TLS_KEY_FILE=str(garbage)), tmp_path
+    )
+    assert "SIGHTLINE_TLS_CERT_FILE=" in message
+    assert "not a PEM certificate chain" in message
+
+
+def test_a_tls_file_that_cannot_be_read(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.pem"
+    message = refused(
+        serve(tmp_path, SIGHTLINE_TLS_CERT_FILE=str(missing), SIGHTLINE_TLS_KEY_FILE=str(missing)), tmp_path
+    )
+    assert "cannot read it (No such file or directory)" in message
+
+
+def test_values_out_of_their_range(tmp_path: Path) -> None:
+    done = serve(tmp_path, SIGHTLINE_TRITON_CPU_THREADS="0", SIGHTLINE_OTEL_EXPORTER="jaeger")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()[-2:]
+    assert lines[0].startswith("sightline serve: ")
+    assert "SIGHTLINE_TRITON_CPU_THREADS='0'" in lines[0]
+    assert lines[1].startswith("SIGHTLINE_OTEL_EXPORTER='jaeger'")

@@ -1,0 +1,106 @@
+"""``check_can_listen``: before Triton's slow start, a port another server holds, a privileged port or a host that
+is not this machine's is refused with a message naming the setting; a free address passes and stays free."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from service.errors import ConfigurationError
+from service.listen import check_can_listen
+
+PORT, HOST = "SIGHTLINE_PORT (--port)", "SIGHTLINE_HOST (--host)"
+
+
+@pytest.fixture
+def held() -> Iterator[int]:
+    """A port another server listens on."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield int(server.getsockname()[1])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_port_another_server_listens_on_is_refused(held: int) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        check_can_listen("127.0.0.1", held, PORT, HOST)
+    message = str(refused.value)
+    assert f"127.0.0.1:{held}" in message
+    assert "in use" in message
+    assert PORT in message
+    # Every address includes loopback: taken too.
+    with pytest.raises(ConfigurationError, match="in use"):
+        check_can_listen("0.0.0.0", held, PORT, HOST)
+
+
+def test_a_free_port_passes_and_stays_free() -> None:
+    port = free_port()
+    check_can_listen("127.0.0.1", port, PORT, HOST)
+    check_can_listen("localhost", port, PORT, HOST)
+    with socket.socket() as server:  # the check let it go: the server can bind it
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+
+def test_a_port_that_served_and_closed_is_free() -> None:
+    # A stopped server's accepted connection leaves the port in TIME_WAIT; servers bind with SO_REUSEADDR.
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = int(server.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server closes first: its side waits in TIME_WAIT
+        client.close()
+    check_can_listen("127.0.0.1", port, PORT, HOST)
+
+
+@pytest.mark.parametrize("port", [0, -1])
+def test_a_free_choice_or_an_off_listener_is_not_checked(port: int) -> None:
+    check_can_listen("192.0.2.1", port, PORT, HOST)  # not this machine's, and not looked at
+
+
+def test_a_host_that_is_not_this_machines_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        check_can_listen("192.0.2.1", free_port(), PORT, HOST)  # TEST-NET-1: never a local address
+    assert "is not an address of this machine" in str(refused.value)
+    assert HOST in str(refused.value)
+
+
+def test_a_host_that_does_not_resolve_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"SIGHTLINE_HOST \(--host\) 'no-such-host\.invalid' does not resolve"):
+        check_can_listen("no-such-host.invalid", free_port(), PORT, HOST)
+
+
+def test_a_bracketed_ipv6_address_is_read_as_the_server_reads_it() -> None:
+    if not socket.has_ipv6:
+        pytest.fail("this machine's Python has no IPv6: the check of [::1] cannot be made here")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        # No IPv6 loopback configured: the server could not bind it either, and the check says so.
+        with pytest.raises(ConfigurationError, match="not an address of this machine"):
+            check_can_listen("[::1]", free_port(), PORT, HOST)
+        return
+    check_can_listen("[::1]", free_port(), PORT, HOST)
+
+
+def test_a_privileged_port_is_refused_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests may run as root, where every port binds: the kernel's refusal is stood in for.
+    def refuse(self: socket.socket, address: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    with pytest.raises(ConfigurationError, match=r"ports below 1024 need privileges; give SIGHTLINE_PORT \(--port\)"):
+        check_can_listen("127.0.0.1", 80, PORT, HOST)
