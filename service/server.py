@@ -44,8 +44,8 @@ from service.errors import ConfigurationError
 from service.health import HealthMonitor
 from service.images import DecodeBudget
 from service.inference_tasks import InferenceTasks
-from service.listen import check_can_listen
 from service.observability import Metrics
+from service.preflight import check_settings
 from service.recognition import Recognizer
 from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
@@ -228,14 +228,6 @@ def _read(setting: str, path: Path) -> bytes:
         raise ConfigurationError(f"{setting}={str(path)!r}: cannot read it ({exc.strerror or exc})") from None
 
 
-def _check_addresses(settings: Settings) -> None:
-    """Every listener's address is free and this machine's (``service.listen``), before Triton's slow start."""
-    host = "SIGHTLINE_HOST (--host)"
-    check_can_listen(settings.host, settings.port, "SIGHTLINE_PORT (--port)", host)
-    check_can_listen(settings.host, settings.rest_port, "SIGHTLINE_REST_PORT (--rest-port)", host)
-    check_can_listen(settings.metrics_host, settings.metrics_port, "SIGHTLINE_METRICS_PORT", "SIGHTLINE_METRICS_HOST")
-
-
 def _shm_prefix(settings: Settings, triton: EmbeddedTriton | None) -> Callable[[], str | None] | None:
     """The gateway's shared-memory region prefix (``None``: in-band only), and the log line that says which."""
     if not settings.shared_memory_enabled:
@@ -257,9 +249,9 @@ def _shm_prefix(settings: Settings, triton: EmbeddedTriton | None) -> Callable[[
 
 async def start(settings: Settings) -> Application:
     """Start Triton (embedded unless ``triton_url`` is set), then the gRPC server on ``settings.port``."""
-    catalog = Catalog.load(settings.model_repository)
+    check_settings(settings)
     credentials = _credentials(settings)
-    _check_addresses(settings)
+    catalog = Catalog.load(settings.model_repository)
     provider = _tracer_provider(settings)
     repository = ModelRepository(settings.user_repository, settings.staging_dir, prefix=settings.model_name_prefix)
     store = await open_store(settings.database_url, settings.data_dir, pool_size=settings.database_pool_size)
@@ -487,18 +479,34 @@ async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings) as app:
-        stopping = asyncio.create_task(stop.wait())
-        loaded = asyncio.create_task(app.health.models_ready.wait())
-        await asyncio.wait({stopping, loaded}, return_when=asyncio.FIRST_COMPLETED)
-        if loaded.done():
-            models = len(app.registry.catalog.networks())
-            log.info("ready: %d public models loaded, serving on %s:%d", models, settings.host, app.port)
-            if on_ready is not None:
-                on_ready.set()
-        loaded.cancel()
-        await stopping
-        log.info("draining (up to %.0f s)", settings.drain_grace_s)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        starting = asyncio.create_task(start(settings))
+        await asyncio.wait({stopping, starting}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            # A signal while the embedded Triton loads (minutes, at worst): stop now, not once it has loaded.
+            # start()'s clean-up stops Triton and closes the store.
+            log.info("stopping before the start finished")
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return
+        app = starting.result()
+        try:
+            loaded = asyncio.create_task(app.health.models_ready.wait())
+            await asyncio.wait({stopping, loaded}, return_when=asyncio.FIRST_COMPLETED)
+            if loaded.done():
+                models = len(app.registry.catalog.networks())
+                log.info("ready: %d public models loaded, serving on %s:%d", models, settings.host, app.port)
+                if on_ready is not None:
+                    on_ready.set()
+            loaded.cancel()
+            await stopping
+            log.info("draining (up to %.0f s)", settings.drain_grace_s)
+        finally:
+            await app.stop(settings.drain_grace_s, delay_s=settings.drain_delay_s)
+    finally:
+        stopping.cancel()
 
 
 def serve_in_thread(settings: Settings) -> tuple[Callable[[], None], int]:

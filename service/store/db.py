@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from service.errors import ConfigurationError
+
 __all__ = ["Database", "PostgresDatabase", "Row", "SqliteDatabase", "Transaction", "open_database"]
 
 log = logging.getLogger(__name__)
@@ -161,12 +163,34 @@ class PostgresDatabase:
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
+        self._dsn = dsn
         self._pool = AsyncConnectionPool(
             dsn, min_size=1, max_size=pool_size, open=False, kwargs={"row_factory": dict_row}
         )
 
-    async def open(self) -> None:
-        await self._pool.open(wait=True, timeout=30)
+    async def open(self, timeout_s: float = 30.0) -> None:
+        """Open the pool, waiting up to ``timeout_s`` for its first connection.
+
+        Raises:
+            ConfigurationError: no connection in time; the message gives PostgreSQL's reason (never the DSN,
+                which may hold a password).
+        """
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            await self._pool.open(wait=True, timeout=timeout_s)
+        except PoolTimeout:
+            await self._pool.close()
+            try:  # the pool keeps its connection errors to its log: one attempt of our own says why
+                await (await psycopg.AsyncConnection.connect(self._dsn, connect_timeout=5)).close()
+                reason = "it accepts connections now: it was starting, or the pool is too large for it"
+            except psycopg.Error as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigurationError(
+                f"SIGHTLINE_DATABASE_URL: PostgreSQL gave no connection within {timeout_s:.0f} s ({reason}); check "
+                "its address, database name and credentials, and that it is up"
+            ) from None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -187,7 +211,11 @@ async def open_database(url: str, data_dir: Path, *, pool_size: int = 8) -> Data
         await pg.open()
         return pg
     if url and not url.startswith("sqlite:///"):
-        raise ValueError("SIGHTLINE_DATABASE_URL must be empty, sqlite:///PATH or a postgresql:// DSN")
+        # Only the scheme is repeated: the rest may hold a password.
+        raise ConfigurationError(
+            f"SIGHTLINE_DATABASE_URL ({url.partition(':')[0]}:...) is no database the service reads: give nothing "
+            "(SQLite in the data folder), sqlite:///PATH (three slashes, then the path) or a postgresql:// URL"
+        )
     path = Path(url.removeprefix("sqlite:///")) if url else data_dir / "sightline.db"
     lite = SqliteDatabase(path)
     await lite.open()

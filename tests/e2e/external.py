@@ -69,6 +69,13 @@ class ExternalService:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 120.0) -> ExternalService:
+        """Launch the server and wait until its health is SERVING."""
+        self.launch()
+        self.wait_health(health_pb2.HealthCheckResponse.SERVING, timeout_s=timeout_s)
+        return self
+
+    def launch(self) -> None:
+        """Start the server's process, its output going to ``log``; no wait."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -79,8 +86,6 @@ class ExternalService:
                 stderr=out,
                 start_new_session=True,  # a group of its own, as under a supervisor: tests may kill it whole
             )
-        self.wait_health(health_pb2.HealthCheckResponse.SERVING, timeout_s=timeout_s)
-        return self
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -96,3 +96,28 @@ def test_values_out_of_their_range(tmp_path: Path) -> None:
     assert lines[0].startswith("sightline serve: ")
     assert "SIGHTLINE_TRITON_CPU_THREADS='0'" in lines[0]
     assert lines[1].startswith("SIGHTLINE_OTEL_EXPORTER='jaeger'")
+
+
+def test_a_data_folder_that_cannot_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = serve(tmp_path, SIGHTLINE_DATA_DIR=str(blocker / "data"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"sightline serve: SIGHTLINE_DATA_DIR='{blocker / 'data'}': the service cannot write in it")
+    )
+
+
+def test_a_model_repository_that_is_not_there(tmp_path: Path) -> None:
+    message = refused(serve(tmp_path, SIGHTLINE_MODEL_REPOSITORY=str(tmp_path / "absent")), tmp_path)
+    assert "SIGHTLINE_MODEL_REPOSITORY=" in message
+    assert "is not a folder" in message
+
+
+def test_a_database_url_of_another_database(tmp_path: Path) -> None:
+    message = refused(serve(tmp_path, SIGHTLINE_DATABASE_URL="mysql://root:pw@db/sightline"), tmp_path)
+    assert "SIGHTLINE_DATABASE_URL (mysql:...) is no database the service reads" in message
+    assert "pw@db" not in message

@@ -1,16 +1,20 @@
-"""``check_can_listen``: before Triton's slow start, a port another server holds, a privileged port or a host that
-is not this machine's is refused with a message naming the setting; a free address passes and stays free."""
+"""``service.preflight``, before Triton's slow start: a port another server holds, a privileged port, a host that is
+not this machine's, a missing model repository or a folder the service cannot write is refused with a message
+naming the setting; a free address passes and stays free."""
 
 from __future__ import annotations
 
 import errno
 import socket
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service.errors import ConfigurationError
-from service.listen import check_can_listen
+from service.preflight import check_can_listen, check_settings
+from service.settings import Settings
 
 PORT, HOST = "SIGHTLINE_PORT (--port)", "SIGHTLINE_HOST (--host)"
 
@@ -104,3 +108,37 @@ def test_a_privileged_port_is_refused_as_such(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(socket.socket, "bind", refuse)
     with pytest.raises(ConfigurationError, match=r"ports below 1024 need privileges; give SIGHTLINE_PORT \(--port\)"):
         check_can_listen("127.0.0.1", 80, PORT, HOST)
+
+
+def settings_for(tmp_path: Path, **values: Any) -> Settings:
+    return Settings(**{"port": 0, "metrics_port": -1, "data_dir": tmp_path / "data", **values})
+
+
+def test_settings_that_fit_this_machine_pass_and_the_data_folder_is_made(tmp_path: Path) -> None:
+    check_settings(settings_for(tmp_path))
+    assert (tmp_path / "data").is_dir()
+    assert list((tmp_path / "data").iterdir()) == [], "the write probe left nothing behind"
+
+
+def test_a_model_repository_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"^SIGHTLINE_MODEL_REPOSITORY='.*absent' is not a folder: unset it"):
+        check_settings(settings_for(tmp_path, model_repository=tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("field", ["data_dir", "models_dir"])
+def test_a_folder_the_service_cannot_write_is_refused(tmp_path: Path, field: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    variable = f"SIGHTLINE_{field.upper()}"
+    with pytest.raises(ConfigurationError, match=rf"^{variable}='.*a-file/inside': the service cannot write in it"):
+        check_settings(settings_for(tmp_path, **{field: blocker / "inside"}))
+
+
+def test_every_listener_is_checked(tmp_path: Path, held: int) -> None:
+    for field, variable in [
+        ("port", "SIGHTLINE_PORT"),
+        ("rest_port", "SIGHTLINE_REST_PORT"),
+        ("metrics_port", "SIGHTLINE_METRICS_PORT"),
+    ]:
+        with pytest.raises(ConfigurationError, match=f"give {variable}"):
+            check_settings(settings_for(tmp_path, **{field: held}))

@@ -1,17 +1,48 @@
-"""Whether the service can listen where its settings say, checked before the embedded Triton starts.
+"""Checks of the settings against this machine, made before the embedded Triton starts.
 
-Triton takes seconds to load the models; a port another server holds, or a host that is not this machine's, would
-otherwise be found only after that, when the gRPC server, the REST facade or the metrics endpoint binds.
+Triton takes seconds to minutes to load the models. A port another server holds, a host that is not this
+machine's or a data folder the service cannot write would otherwise be found only after that, when the gRPC
+server, the REST facade or the metrics endpoint binds, or the first upload writes; a missing model repository
+would leave Triton never ready. Each check raises ``ConfigurationError`` naming the setting to change.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import tempfile
 
 from service.errors import ConfigurationError
+from service.settings import Settings
 
-__all__ = ["check_can_listen"]
+__all__ = ["check_can_listen", "check_settings"]
+
+
+def check_settings(settings: Settings) -> None:
+    """Every listener's address is free and this machine's, the folders the service writes are writable, and the
+    model repository is a folder."""
+    host = "SIGHTLINE_HOST (--host)"
+    check_can_listen(settings.host, settings.port, "SIGHTLINE_PORT (--port)", host)
+    check_can_listen(settings.host, settings.rest_port, "SIGHTLINE_REST_PORT (--rest-port)", host)
+    check_can_listen(settings.metrics_host, settings.metrics_port, "SIGHTLINE_METRICS_PORT", "SIGHTLINE_METRICS_HOST")
+    if not settings.model_repository.is_dir():
+        raise ConfigurationError(
+            f"SIGHTLINE_MODEL_REPOSITORY={str(settings.model_repository)!r} is not a folder: unset it for the "
+            "bundled models, or give a folder of Triton models with their sightline.json files"
+        )
+    writable = [("SIGHTLINE_DATA_DIR", settings.data_dir)]
+    if settings.models_dir is not None:
+        writable.append(("SIGHTLINE_MODELS_DIR", settings.models_dir))
+    for setting, folder in writable:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{setting}={str(folder)!r}: the service cannot write in it ({exc.strerror or exc}); give a "
+                "writable folder"
+            ) from None
 
 
 def check_can_listen(host: str, port: int, setting: str, host_setting: str) -> None:
