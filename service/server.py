@@ -432,7 +432,7 @@ async def _start_server(
             rest_port = await rest.start(settings.host, settings.rest_port, _ssl_context(settings))
             log.info("v0.7 REST API on http%s://%s:%d/v0.7/", "s" if credentials else "", settings.host, rest_port)
     except BaseException:
-        # Lost a race for a port that _check_addresses found free: nothing of this start may keep running.
+        # Lost a race for a port that check_settings found free: nothing of this start may keep running.
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
@@ -480,8 +480,8 @@ async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.create_task(stop.wait())
+    starting = asyncio.create_task(start(settings))
     try:
-        starting = asyncio.create_task(start(settings))
         await asyncio.wait({stopping, starting}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             # A signal while the embedded Triton loads (minutes, at worst): stop now, not once it has loaded.
@@ -507,6 +507,7 @@ async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) ->
             await app.stop(settings.drain_grace_s, delay_s=settings.drain_delay_s)
     finally:
         stopping.cancel()
+        starting.cancel()  # serve() itself cancelled during the start: the start's clean-up runs
 
 
 def serve_in_thread(settings: Settings) -> tuple[Callable[[], None], int]:
