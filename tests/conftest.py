@@ -3,7 +3,8 @@ servers over it) and the fuzz tests. Helpers that are not fixtures are in tests/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -25,3 +26,15 @@ async def triton(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Trit
     assert embedded.ports is not None
     yield TritonFixture(url, models, f"http://127.0.0.1:{embedded.ports.metrics}/metrics")
     await embedded.stop()
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port another server listens on, and still answers on when the test is over."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = int(server.getsockname()[1])
+        yield port
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass

@@ -5,26 +5,13 @@ traceback. The address checks are real: another process holds the port."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.external import ROOT, free_port
-
-
-@pytest.fixture
-def held() -> Iterator[int]:
-    """A port another server listens on (and keeps answering on)."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        yield int(server.getsockname()[1])
-        with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5):
-            pass  # the refused start did not take it
 
 
 def serve(data_dir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -50,17 +37,17 @@ def refused(done: subprocess.CompletedProcess[str], data_dir: Path) -> str:
     return last
 
 
-def test_a_grpc_port_in_use(tmp_path: Path, held: int) -> None:
-    message = refused(serve(tmp_path, SIGHTLINE_PORT=str(held)), tmp_path)
-    assert f"127.0.0.1:{held}" in message
+def test_a_grpc_port_in_use(tmp_path: Path, held_port: int) -> None:
+    message = refused(serve(tmp_path, SIGHTLINE_PORT=str(held_port)), tmp_path)
+    assert f"127.0.0.1:{held_port}" in message
     assert "in use" in message
     assert "SIGHTLINE_PORT" in message
 
 
 @pytest.mark.parametrize("setting", ["SIGHTLINE_METRICS_PORT", "SIGHTLINE_REST_PORT"])
-def test_a_metrics_or_rest_port_in_use(tmp_path: Path, held: int, setting: str) -> None:
-    message = refused(serve(tmp_path, **{setting: str(held)}), tmp_path)
-    assert f"127.0.0.1:{held}" in message
+def test_a_metrics_or_rest_port_in_use(tmp_path: Path, held_port: int, setting: str) -> None:
+    message = refused(serve(tmp_path, **{setting: str(held_port)}), tmp_path)
+    assert f"127.0.0.1:{held_port}" in message
     assert "in use" in message
     assert setting in message
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,22 @@ from service.settings import Settings
 PORT, HOST = "SIGHTLINE_PORT (--port)", "SIGHTLINE_HOST (--host)"
 
 
-@pytest.fixture
-def held() -> Iterator[int]:
-    """A port another server listens on."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        yield int(server.getsockname()[1])
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def test_a_port_another_server_listens_on_is_refused(held: int) -> None:
+def test_a_port_another_server_listens_on_is_refused(held_port: int) -> None:
     with pytest.raises(ConfigurationError) as refused:
-        check_can_listen("127.0.0.1", held, PORT, HOST)
+        check_can_listen("127.0.0.1", held_port, PORT, HOST)
     message = str(refused.value)
-    assert f"127.0.0.1:{held}" in message
+    assert f"127.0.0.1:{held_port}" in message
     assert "in use" in message
     assert PORT in message
     # Every address includes loopback: taken too.
     with pytest.raises(ConfigurationError, match="in use"):
-        check_can_listen("0.0.0.0", held, PORT, HOST)
+        check_can_listen("0.0.0.0", held_port, PORT, HOST)
 
 
 def test_a_free_port_passes_and_stays_free() -> None:
@@ -134,11 +124,11 @@ def test_a_folder_the_service_cannot_write_is_refused(tmp_path: Path, field: str
         check_settings(settings_for(tmp_path, **{field: blocker / "inside"}))
 
 
-def test_every_listener_is_checked(tmp_path: Path, held: int) -> None:
+def test_every_listener_is_checked(tmp_path: Path, held_port: int) -> None:
     for field, variable in [
         ("port", "SIGHTLINE_PORT"),
         ("rest_port", "SIGHTLINE_REST_PORT"),
         ("metrics_port", "SIGHTLINE_METRICS_PORT"),
     ]:
         with pytest.raises(ConfigurationError, match=f"give {variable}"):
-            check_settings(settings_for(tmp_path, **{field: held}))
+            check_settings(settings_for(tmp_path, **{field: held_port}))
