@@ -137,6 +137,7 @@ class StorageFullError(ResourceExhaustedError):
     reason = "STORAGE_FULL"
 
     def __init__(self, cause: str) -> None:
+        self.cause = cause
         super().__init__(
             f"the server's storage is full ({cause}): nothing of this request was kept; retry later, once the "
             "server's operator has made room (the server logged it)"

@@ -40,7 +40,7 @@ from service.auth import Authenticator
 from service.catalog import Catalog
 from service.convert import ConverterOptions
 from service.domain.results import TaskData
-from service.errors import ConfigurationError
+from service.errors import ConfigurationError, StorageFullError, as_domain_error
 from service.health import HealthMonitor
 from service.images import DecodeBudget
 from service.inference_tasks import InferenceTasks
@@ -254,9 +254,10 @@ async def start(settings: Settings) -> Application:
     catalog = Catalog.load(settings.model_repository)
     provider = _tracer_provider(settings)
     repository = ModelRepository(settings.user_repository, settings.staging_dir, prefix=settings.model_name_prefix)
-    store = await open_store(settings.database_url, settings.data_dir, pool_size=settings.database_pool_size)
+    store: Store | None = None
     triton: EmbeddedTriton | None = None
     try:
+        store = await open_store(settings.database_url, settings.data_dir, pool_size=settings.database_pool_size)
         settings.user_repository.mkdir(parents=True, exist_ok=True)
         # Before the embedded Triton starts, so that it never loads what a stopped upload left behind.
         await reconcile(store, repository)
@@ -276,11 +277,19 @@ async def start(settings: Settings) -> Application:
             # SERVING once the restarted server has loaded the bundled and the uploaded networks.
             triton.supervise(on_down=app.health.triton_down, on_up=app.health.check_once)
         return app
-    except BaseException:
+    except BaseException as exc:
         if triton is not None:
             await triton.stop()
-        await store.close()
+        if store is not None:
+            await store.close()
         provider.shutdown()
+        if isinstance(full := as_domain_error(exc), StorageFullError):
+            # The database's migrations, the Triton folder's backends: not a request's, so no status to give.
+            raise ConfigurationError(
+                f"no room to start ({full.cause}): make room where "
+                f"SIGHTLINE_DATA_DIR={str(settings.data_dir)!r} (and the SIGHTLINE_DATABASE_URL's database) "
+                "live, or give folders on a disk with room"
+            ) from exc
         raise
 
 

@@ -14,7 +14,13 @@ import pytest
 from tests.e2e.external import ROOT, free_port
 
 
-def serve(data_dir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+def serve(data_dir: Path, max_file_bytes: int | None = None, /, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``python -m service serve`` with these settings, to its end; ``max_file_bytes`` limits the size of every
+    file it writes (``RLIMIT_FSIZE``: the kernel refuses to grow one further, as a full disk refuses)."""
+    command = [sys.executable, "-m", "service", "serve"]
+    if max_file_bytes is not None:
+        limit = f"resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_bytes}, {max_file_bytes}))"
+        command = [sys.executable, "-c", f"import os, resource, sys; {limit}; os.execv(sys.executable, {command!r})"]
     env = {
         **os.environ,
         "SIGHTLINE_DATA_DIR": str(data_dir),
@@ -22,9 +28,7 @@ def serve(data_dir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
         "SIGHTLINE_METRICS_PORT": str(free_port()),
         **settings,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "service", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def refused(done: subprocess.CompletedProcess[str], data_dir: Path) -> str:
@@ -108,3 +112,17 @@ def test_a_database_url_of_another_database(tmp_path: Path) -> None:
     message = refused(serve(tmp_path, SIGHTLINE_DATABASE_URL="mysql://root:pw@db/sightline"), tmp_path)
     assert "SIGHTLINE_DATABASE_URL (mysql:...) is no database the service reads" in message
     assert "pw@db" not in message
+
+
+def test_no_room_for_what_the_start_writes(tmp_path: Path) -> None:
+    # Room for the database, none for the copy of Triton's backend stub (megabytes) the start makes.
+    done = serve(tmp_path, 400_000)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"sightline serve: no room to start (File too large): make room where SIGHTLINE_DATA_DIR='{tmp_path}'"
+        )
+    )
