@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -49,8 +50,8 @@ ALIGNMENT = 64
 SIZE_STEP = 64 * 1024
 """Regions are sized in steps of this many bytes, so that calls of nearly the same size share regions."""
 _SHM_HEADROOM = 16 * 1024 * 1024
-"""Free space ``/dev/shm`` must keep beyond a new region: tmpfs pages are only taken when written, and a write
-beyond a full tmpfs kills the writer with SIGBUS instead of failing."""
+"""Free space ``/dev/shm`` must keep beyond a new region, for Triton's own use of it (its Python backend stubs'
+regions grow with the tensors they carry)."""
 _UNREGISTER_WAITS_S = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Pauses between tries to unregister a region Triton still holds (``RegionPool._unregister``)."""
 _gateways = itertools.count()
@@ -104,7 +105,12 @@ class RegistrationError(Exception):
 class Region:
     """One ``/dev/shm`` region, mapped here and registered with Triton under ``name``."""
 
-    def __init__(self, name: str, byte_size: int, generation: int) -> None:
+    def __init__(self, name: str, byte_size: int, generation: int, shm_dir: Path = Path("/dev/shm")) -> None:
+        """Create and map it, its memory reserved.
+
+        Raises:
+            OSError: ``ENOSPC`` when ``shm_dir`` (where ``shm_open`` puts it) has no room for it; nothing is left.
+        """
         self.name = name
         """Triton's name for it, and its file name in ``/dev/shm``."""
         self.key = "/" + name
@@ -113,6 +119,17 @@ class Region:
         """The pool's generation it belongs to: one Triton instance's registrations."""
         self.registered = False
         self._handle = shm.create_shared_memory_region(name, self.key, byte_size, create_only=True)
+        # tmpfs gives a file its pages at their first write, and a write that finds it full kills the writer with
+        # SIGBUS: reserved now, a full /dev/shm is ENOSPC here, and the call goes in-band.
+        try:
+            descriptor = os.open(shm_dir / name, os.O_RDWR)
+            try:
+                os.posix_fallocate(descriptor, 0, byte_size)
+            finally:
+                os.close(descriptor)
+        except OSError:
+            self.destroy()
+            raise
 
     def write(self, array: npt.NDArray[Any], offset: int) -> None:
         shm.set_shared_memory_region(self._handle, [array], offset=offset)
@@ -247,8 +264,14 @@ class RegionPool:
                 return None
         generation = self._generation
         try:
-            region = Region(f"{prefix}{self._tag}{next(self._numbers)}", size, generation)
-        except (shm.SharedMemoryException, OSError) as error:
+            region = Region(f"{prefix}{self._tag}{next(self._numbers)}", size, generation, self._shm_dir)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                self._disable(f"no region could be created: {error}")
+            else:  # full now, by other processes too: maybe not for the next call
+                self._say("room", f"{self._shm_dir} is full; some calls go in-band")
+            return None
+        except shm.SharedMemoryException as error:
             self._disable(f"no region could be created: {error.__cause__ or error}")
             return None
         self._bytes += size

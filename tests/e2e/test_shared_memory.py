@@ -18,13 +18,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import tritonclient.grpc.aio as grpcclient
-import tritonclient.utils.shared_memory as tritonshm
 from google.protobuf import json_format
 from tritonclient.utils import InferenceServerException
 
 from service._proto.sightline.v1 import recognition_pb2_grpc, streams_pb2
 from service.server import Application, running
 from service.settings import Settings
+from service.triton import shared_memory
 from service.triton.gateway import GrpcTritonGateway
 from service.triton.shared_memory import process_prefix
 from tests.e2e.helpers import request
@@ -149,15 +149,14 @@ async def test_a_triton_that_cannot_map_the_regions_is_answered_in_band(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     in_band, shared = gateways
-    create = tritonshm.create_shared_memory_region
 
-    def elsewhere(name: str, key: str, byte_size: int, create_only: bool = False) -> object:
-        # What a Triton on another host sees: no such region in its /dev/shm.
-        handle = create(name, key, byte_size, create_only=create_only)
-        os.unlink(f"/dev/shm/{name}")
-        return handle
+    class Elsewhere(shared_memory.Region):
+        def __init__(self, name: str, byte_size: int, generation: int, shm_dir: Path = Path("/dev/shm")) -> None:
+            super().__init__(name, byte_size, generation, shm_dir)
+            # What a Triton on another host sees: no such region in its /dev/shm.
+            os.unlink(shm_dir / name)
 
-    monkeypatch.setattr(tritonshm, "create_shared_memory_region", elsewhere)
+    monkeypatch.setattr(shared_memory, "Region", Elsewhere)
     inputs = images(3, seed=3)
     with caplog.at_level(logging.WARNING, "service.triton.shared_memory"):
         for x in inputs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import uuid
@@ -295,3 +296,29 @@ async def test_a_call_cancelled_while_its_region_registers_leaves_it_to_the_pool
     lease = await pool.acquire(100)
     assert lease is not None
     assert triton.registrations == 1
+
+
+async def test_a_new_regions_memory_is_taken_when_it_is_made(pool: RegionPool, prefix: Prefix) -> None:
+    # tmpfs gives a file its pages at their first write, and a write that finds /dev/shm full is SIGBUS: the pages
+    # are reserved when the region is made, where a full /dev/shm is an error the pool can take.
+    lease = await pool.acquire(3 * SIZE_STEP)
+    assert lease is not None
+    [name] = files(prefix.value or "")
+    assert os.stat(SHM / name).st_blocks * 512 >= 3 * SIZE_STEP, "the region's pages are not reserved"
+
+
+async def test_a_full_dev_shm_sends_the_call_in_band_and_leaves_nothing(
+    pool: RegionPool, prefix: Prefix, triton: FakeTriton, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reserve = os.posix_fallocate
+
+    def full(descriptor: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert await pool.acquire(100) is None
+    assert files(prefix.value or "") == [], "the region that found no room is removed"
+    assert triton.registrations == 0
+    assert (pool.disabled, pool.byte_size) == (None, 0), "a full /dev/shm may have room for the next call"
+    monkeypatch.setattr(os, "posix_fallocate", reserve)
+    assert await pool.acquire(100) is not None
