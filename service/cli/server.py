@@ -52,8 +52,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ready_wait.cancel()
         await server
 
+    from service.errors import SightlineError
+
     try:
         asyncio.run(main())
+    except SightlineError as exc:
+        # A start that failed for a known cause (the embedded Triton exited, or was not ready in time): its
+        # message says why and where to look; a traceback would only bury it.
+        print(f"sightline serve: {exc}", file=sys.stderr)
+        return 1
     finally:
         # The drain is over and asyncio has put the default handlers back: a repeated SIGTERM (a supervisor
         # insisting) must not turn a clean exit into death by signal in the last milliseconds of teardown.

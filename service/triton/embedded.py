@@ -176,6 +176,17 @@ def remove_stale_shm(
     return removed
 
 
+def exit_reason(code: int) -> str:
+    """How the reaper (and so Triton) ended, from its exit status: the reaper exits with ``128 + n`` when
+    ``tritonserver`` died of signal ``n`` (``reaper.py``), and asyncio gives ``-n`` for a reaper killed itself."""
+    number = -code if code < 0 else code - 128 if code > 128 else 0
+    try:
+        name = signal.Signals(number).name if number else ""
+    except ValueError:
+        name = ""
+    return f"was killed by {name} (exit code {code})" if name else f"exited with code {code}"
+
+
 class EmbeddedTriton:
     """A supervised ``tritonserver`` child process, behind a reaper (``reaper.py``).
 
@@ -378,7 +389,7 @@ class EmbeddedTriton:
             while True:
                 if process.returncode is not None:
                     raise UnavailableError(
-                        f"the embedded Triton exited with code {process.returncode}; see {self._log_file}"
+                        f"the embedded Triton {exit_reason(process.returncode)} while it started; see {self._log_file}"
                     )
                 # Explicit mode loads every model before the endpoints open: once live, loading is over.
                 with contextlib.suppress(Exception):
@@ -412,8 +423,8 @@ class EmbeddedTriton:
             if ran_s >= _HEALTHY_RUN_S:
                 failures = 0
             log.error(
-                "the embedded Triton exited with code %s after %.0f s; restarting it on 127.0.0.1:%s (log: %s)",
-                code,
+                "the embedded Triton %s after %.0f s; restarting it on 127.0.0.1:%s (log: %s)",
+                exit_reason(code),
                 ran_s,
                 self.ports.grpc if self.ports else "?",
                 self._log_file,

@@ -16,7 +16,7 @@ import pytest
 import service.server
 from service.cli import main
 from service.cli import server as cli_server
-from service.errors import ConfigurationError
+from service.errors import ConfigurationError, UnavailableError
 from service.settings import Settings
 
 ENV = ("SIGHTLINE_PORT", "SIGHTLINE_HOST", "SIGHTLINE_REST_PORT", "SIGHTLINE_DATABASE_URL", "SIGHTLINE_API_KEY")
@@ -150,7 +150,25 @@ def test_no_demo_when_the_server_ends_before_it_is_ready(monkeypatch: pytest.Mon
 def test_a_server_that_fails_to_start_fails_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     serve_with(monkeypatch, FakeServe(error=RuntimeError("Triton did not start")))
     with pytest.raises(RuntimeError, match="Triton did not start"):
-        main(["serve"])
+        main(["serve"])  # a fault of the service's own keeps its traceback
+
+
+def test_a_start_that_fails_for_a_known_cause_is_its_message_and_status_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve_with(
+        monkeypatch,
+        FakeServe(
+            error=UnavailableError(
+                "the embedded Triton was killed by SIGKILL (exit code 137) while it started; see t.log"
+            )
+        ),
+    )
+    assert main(["serve"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "sightline serve: the embedded Triton was killed by SIGKILL (exit code 137) while it started; see t.log\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- keys

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from service.triton.embedded import remove_stale_shm
+from service.triton.embedded import exit_reason, remove_stale_shm
 
 REAPER = Path(__file__).resolve().parents[3] / "service" / "triton" / "reaper.py"
 
@@ -75,7 +75,9 @@ def test_sigterm_takes_down_the_tree_within_the_grace() -> None:
         assert list(Path("/dev/shm").glob(f"{prefix}*"))
         began = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(5) == 128 + signal.SIGKILL, "the stand-in ignores SIGTERM: killed after the grace"
+        code = process.wait(5)
+        assert code == 128 + signal.SIGKILL, "the stand-in ignores SIGTERM: killed after the grace"
+        assert exit_reason(code) == "was killed by SIGKILL (exit code 137)"
         assert 0.4 < time.monotonic() - began < 3
         assert not alive(orphan)
         assert not list(Path("/dev/shm").glob(f"{prefix}*"))
@@ -180,3 +182,17 @@ def test_default_regions_stay_when_some_maps_cannot_be_read(shm: Path, tmp_path:
     (proc / "7" / "maps").mkdir(parents=True)  # reading it fails like a process of another user's would
     assert remove_stale_shm(shm, proc) == []
     assert region.exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (128 + signal.SIGSEGV, "was killed by SIGSEGV (exit code 139)"),  # tritonserver's death, told by the reaper
+        (-signal.SIGKILL, "was killed by SIGKILL (exit code -9)"),  # the reaper's own
+        (1, "exited with code 1"),
+        (125, "exited with code 125"),  # the reaper's parent had gone: nothing started
+        (128 + 99, "exited with code 227"),  # no such signal
+    ],
+)
+def test_an_exit_status_is_told_as_the_signal_it_stands_for(code: int, said: str) -> None:
+    assert exit_reason(code) == said
