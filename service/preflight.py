@@ -9,13 +9,16 @@ would leave Triton never ready. Each check raises ``ConfigurationError`` naming 
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
 import socket
 import tempfile
+from pathlib import Path
 
 from service.errors import ConfigurationError
 from service.settings import Settings
 
-__all__ = ["check_can_listen", "check_settings"]
+__all__ = ["DataFolderLock", "check_can_listen", "check_settings"]
 
 
 def check_settings(settings: Settings) -> None:
@@ -89,3 +92,40 @@ def check_can_listen(host: str, port: int, setting: str, host_setting: str) -> N
     raise ConfigurationError(
         f"{cannot}: {host_setting} is not an address of this machine; give one (127.0.0.1, or 0.0.0.0 or [::] for all)"
     )
+
+
+class DataFolderLock:
+    """One server per data folder: an exclusive ``flock`` on ``<data>/sightline.lock``, held while the server runs.
+
+    Two servers on one folder would each clear what they take for the other's leftovers at start (a staged upload,
+    the Triton folder's backends, its log). The kernel drops the lock when its holder exits, however it exits
+    (SIGKILL included), so a stale lock file never keeps a server from starting; the file holds the holder's pid, for
+    the message.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        """Take the lock.
+
+        Raises:
+            ConfigurationError: another process holds it.
+        """
+        self.path = data_dir / "sightline.lock"
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise ConfigurationError(
+                f"SIGHTLINE_DATA_DIR={str(data_dir)!r} is in use by another sightline serve (pid {holder}): stop "
+                "it, or give each server a data folder of its own"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._descriptor: int | None = descriptor
+
+    def release(self) -> None:
+        """Let the lock go (the file stays: removing it could race the next holder's open); twice is harmless."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            os.close(descriptor)

@@ -45,7 +45,7 @@ from service.health import HealthMonitor
 from service.images import DecodeBudget
 from service.inference_tasks import InferenceTasks
 from service.observability import Metrics
-from service.preflight import check_settings
+from service.preflight import DataFolderLock, check_settings
 from service.recognition import Recognizer
 from service.registry import Registry, UploadLimits, reconcile
 from service.settings import Settings
@@ -87,6 +87,7 @@ class Application:
     health: HealthMonitor
     metrics: Metrics
     tracer_provider: TracerProvider
+    data_lock: DataFolderLock
     metrics_port: int | None = None
     metrics_server: Any = None
     triton: EmbeddedTriton | None = None
@@ -135,6 +136,7 @@ class Application:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
         self.tracer_provider.shutdown()
+        self.data_lock.release()
 
 
 def _tracer_provider(settings: Settings) -> TracerProvider:
@@ -253,6 +255,7 @@ async def start(settings: Settings) -> Application:
     credentials = _credentials(settings)
     catalog = Catalog.load(settings.model_repository)
     provider = _tracer_provider(settings)
+    lock = DataFolderLock(settings.data_dir)
     repository = ModelRepository(settings.user_repository, settings.staging_dir, prefix=settings.model_name_prefix)
     store: Store | None = None
     triton: EmbeddedTriton | None = None
@@ -271,7 +274,7 @@ async def start(settings: Settings) -> Application:
                 stop_grace_s=_TRITON_STOP_RESERVE_S,
             )
             url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
-        app = await _start_server(settings, catalog, store, repository, url, triton, credentials, provider)
+        app = await _start_server(settings, catalog, store, repository, url, triton, credentials, provider, lock)
         if triton is not None:
             # While it is down every call gets UNAVAILABLE from the gateway; health says so at once, and again
             # SERVING once the restarted server has loaded the bundled and the uploaded networks.
@@ -283,6 +286,7 @@ async def start(settings: Settings) -> Application:
         if store is not None:
             await store.close()
         provider.shutdown()
+        lock.release()
         if isinstance(full := as_domain_error(exc), StorageFullError):
             # The database's migrations, the Triton folder's backends: not a request's, so no status to give.
             raise ConfigurationError(
@@ -302,6 +306,7 @@ async def _start_server(
     triton: EmbeddedTriton | None,
     credentials: grpc.ServerCredentials | None,
     provider: TracerProvider,
+    lock: DataFolderLock,
 ) -> Application:
     metrics = Metrics()
     tracer = provider.get_tracer("sightline")
@@ -459,6 +464,7 @@ async def _start_server(
         monitor,
         metrics,
         provider,
+        lock,
         metrics_port,
         metrics_server,
         triton,

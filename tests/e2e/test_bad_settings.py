@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from grpc_health.v1 import health_pb2
 
-from tests.e2e.external import ROOT, free_port
+from tests.e2e.external import ROOT, ExternalService, free_port
+from tests.helpers import TritonFixture
 
 
 def serve(data_dir: Path, max_file_bytes: int | None = None, /, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -126,3 +128,13 @@ def test_no_room_for_what_the_start_writes(tmp_path: Path) -> None:
             f"sightline serve: no room to start (File too large): make room where SIGHTLINE_DATA_DIR='{tmp_path}'"
         )
     )
+
+
+def test_a_data_folder_a_running_server_uses(triton: TritonFixture, tmp_path: Path) -> None:
+    with ExternalService(tmp_path, SIGHTLINE_TRITON_URL=triton.url).running() as first:
+        assert first.process is not None
+        message = refused(serve(tmp_path, SIGHTLINE_TRITON_URL=triton.url), tmp_path)
+        assert f"SIGHTLINE_DATA_DIR='{tmp_path}' is in use by another sightline serve (pid {first.process.pid})" in (
+            message
+        )
+        assert first.health() == health_pb2.HealthCheckResponse.SERVING, "the refused start disturbed the first"

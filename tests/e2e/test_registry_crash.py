@@ -183,10 +183,11 @@ async def test_a_task_created_on_one_replica_is_read_on_another(
     triton: TritonFixture, tmp_path: Path, database: str, solid_image: object
 ) -> None:
     url = await fresh_database(database)
-    # Two replicas: one database, one model repository (their data folders differ but for SQLite, whose file
-    # is the database).
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"  # one file, outside both data folders
+    # Two replicas: one database, one model repository, a data folder each (a server refuses another's).
     one = registry_settings(triton, tmp_path / "one", url, f"rep-{database}-")
-    two = registry_settings(triton, tmp_path / ("one" if database == "sqlite" else "two"), url, f"rep-{database}-")
+    two = registry_settings(triton, tmp_path / "two", url, f"rep-{database}-")
     async with (
         running(one) as a,
         running(two) as b,

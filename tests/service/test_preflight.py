@@ -1,18 +1,21 @@
 """``service.preflight``, before Triton's slow start: a port another server holds, a privileged port, a host that is
 not this machine's, a missing model repository or a folder the service cannot write is refused with a message
-naming the setting; a free address passes and stays free."""
+naming the setting; a free address passes and stays free. One server per data folder (``DataFolderLock``)."""
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.errors import ConfigurationError
-from service.preflight import check_can_listen, check_settings
+from service.preflight import DataFolderLock, check_can_listen, check_settings
 from service.settings import Settings
 
 PORT, HOST = "SIGHTLINE_PORT (--port)", "SIGHTLINE_HOST (--host)"
@@ -132,3 +135,47 @@ def test_every_listener_is_checked(tmp_path: Path, held_port: int) -> None:
     ]:
         with pytest.raises(ConfigurationError, match=f"give {variable}"):
             check_settings(settings_for(tmp_path, **{field: held_port}))
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from service.preflight import DataFolderLock
+DataFolderLock(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def holder(data_dir: Path) -> subprocess.Popen[str]:
+    """Another process that takes ``data_dir``'s lock and keeps it until it is killed."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(data_dir)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def test_a_data_folder_another_process_holds_is_refused_until_that_process_is_gone(tmp_path: Path) -> None:
+    other = holder(tmp_path)
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            DataFolderLock(tmp_path)
+        assert f"is in use by another sightline serve (pid {other.pid})" in str(refused.value)
+    finally:
+        other.kill()  # SIGKILL: no clean-up of its own; the kernel lets the lock go
+        other.communicate()
+    assert (tmp_path / "sightline.lock").exists(), "the stale file stays"
+    taken = DataFolderLock(tmp_path)
+    assert (tmp_path / "sightline.lock").read_text() == f"{os.getpid()}\n"
+    taken.release()
+    taken.release()
+    DataFolderLock(tmp_path).release()  # released: free again
+
+
+def test_one_process_cannot_serve_one_data_folder_twice(tmp_path: Path) -> None:
+    first = DataFolderLock(tmp_path)
+    try:
+        with pytest.raises(ConfigurationError, match="is in use"):
+            DataFolderLock(tmp_path)
+    finally:
+        first.release()
