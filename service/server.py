@@ -483,12 +483,12 @@ async def running(settings: Settings) -> AsyncIterator[Application]:
         await app.stop(settings.drain_grace_s, delay_s=settings.drain_delay_s)
 
 
-async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then drain (``drain_grace_s``) and stop Triton.
 
     Once every public model is loaded in Triton (at once with the embedded Triton, which starts with them; with a
     remote one at the first health check that finds them all ready) it logs one line that starts with ``ready:``
-    and sets ``on_ready``.
+    and calls ``on_ready`` with the gRPC port it listens on (the one it picked, for port 0).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -514,7 +514,7 @@ async def serve(settings: Settings, *, on_ready: asyncio.Event | None = None) ->
                 models = len(app.registry.catalog.networks())
                 log.info("ready: %d public models loaded, serving on %s:%d", models, settings.host, app.port)
                 if on_ready is not None:
-                    on_ready.set()
+                    on_ready(app.port)
             loaded.cancel()
             await stopping
             log.info("draining (up to %.0f s)", settings.drain_grace_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -36,20 +37,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         ready = asyncio.Event()
+        ports: list[int] = []
         started = time.monotonic()
-        server = asyncio.create_task(serve(settings, on_ready=ready))
+
+        def on_ready(port: int) -> None:
+            ports.append(port)
+            ready.set()
+
+        server = asyncio.create_task(serve(settings, on_ready=on_ready))
         ready_wait = asyncio.create_task(ready.wait())
-        await asyncio.wait({server, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set() and args.demo is not None:
-            address = f"127.0.0.1:{settings.port}"
-            result = await recognize_once(address, args.demo_spec, args.demo, show_discarded=False, max_predictions=5)
-            print(f"\ndemo at {time.monotonic() - started:.1f} s: {args.demo} on {args.demo_spec}:", flush=True)
-            print(json.dumps(to_json(result), indent=2), flush=True)
-            print(
-                f"\nTry: sightline recognize --spec {args.demo_spec} {args.demo} --json   (Ctrl-C stops the server)",
-                flush=True,
-            )
-        ready_wait.cancel()
+        try:
+            await asyncio.wait({server, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if ready.is_set() and args.demo is not None:
+                await demo(f"127.0.0.1:{ports[0]}", args.demo, args.demo_spec, time.monotonic() - started)
+        except BaseException:
+            # Stopped here, in order: raised on with the server still running, asyncio.run would cancel every task
+            # at once, grpc's own among them, and grpcio dies with SIGSEGV in that teardown.
+            server.cancel()
+            with contextlib.suppress(BaseException):
+                await server
+            raise
+        finally:
+            ready_wait.cancel()
         await server
 
     from service.errors import SightlineError
@@ -66,6 +75,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # insisting) must not turn a clean exit into death by signal in the last milliseconds of teardown.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
+
+
+async def demo(address: str, image: Path, spec: str, after_s: float) -> None:
+    """Recognise ``image`` once on the ready server, as a client would, and print the result; a failure (a
+    missing image, an unknown specification) is said on stderr and the server goes on."""
+    import grpc
+
+    try:
+        result = await recognize_once(address, spec, image, show_discarded=False, max_predictions=5)
+    except grpc.aio.AioRpcError as exc:
+        print(f"\ndemo failed: {exc.code().name}: {exc.details()} (the server goes on)", file=sys.stderr, flush=True)
+        return
+    except OSError as exc:
+        print(f"\ndemo failed: cannot read {image}: {exc.strerror or exc} (the server goes on)", file=sys.stderr)
+        return
+    print(f"\ndemo at {after_s:.1f} s: {image} on {spec}:", flush=True)
+    print(json.dumps(to_json(result), indent=2), flush=True)
+    print(f"\nTry: sightline recognize --spec {spec} {image} --json   (Ctrl-C stops the server)", flush=True)
 
 
 async def _keys(args: argparse.Namespace) -> int:

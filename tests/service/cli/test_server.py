@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 import service.server
@@ -34,20 +35,39 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Non
 
 
 class FakeServe:
-    """Stands for ``service.server.serve``: records its settings, then is ready (or fails) and returns."""
+    """Stands for ``service.server.serve``: records its settings, then is ready on ``port`` (or fails) and returns,
+    or, with ``until_cancelled``, serves until its task is cancelled (which it records)."""
 
-    def __init__(self, *, ready: bool = True, error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ready: bool = True,
+        error: Exception | None = None,
+        port: int | None = None,
+        until_cancelled: bool = False,
+    ) -> None:
         self.settings: list[Settings] = []
         self.ready = ready
         self.error = error
+        self.port = port
+        self.until_cancelled = until_cancelled
+        self.cancelled = False
+        self.cancelled_by_caller = False
+        """Cancelled while the command's own task still ran, not by asyncio.run's teardown after it ended."""
 
-    async def __call__(self, settings: Settings, *, on_ready: asyncio.Event | None = None) -> None:
+    async def __call__(self, settings: Settings, *, on_ready: Callable[[int], None] | None = None) -> None:
         self.settings.append(settings)
+        callers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         if self.error is not None:
             raise self.error
         if self.ready and on_ready is not None:
-            on_ready.set()
-        await asyncio.sleep(0)
+            on_ready(settings.port if self.port is None else self.port)
+        try:
+            await asyncio.sleep(3600 if self.until_cancelled else 0)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            self.cancelled_by_caller = any(not task.done() for task in callers)
+            raise
 
 
 def serve_with(monkeypatch: pytest.MonkeyPatch, fake: FakeServe) -> FakeServe:
@@ -133,6 +153,60 @@ def test_the_demo_asks_the_ready_server_once(
     assert re.search(rf"demo at [0-9.]+ s: {re.escape(str(image))} on shapes-v1:", out)
     assert '"answer": "result"' in out
     assert "sightline recognize --spec shapes-v1" in out
+
+
+def test_the_demo_asks_the_port_the_server_picked(monkeypatch: pytest.MonkeyPatch) -> None:
+    serve_with(monkeypatch, FakeServe(port=43210))
+    asked: list[str] = []
+
+    async def recognize_once(address: str, *args: Any, **kwargs: Any) -> str:
+        asked.append(address)
+        return "result"
+
+    monkeypatch.setattr(cli_server, "recognize_once", recognize_once)
+    monkeypatch.setattr(cli_server, "to_json", lambda result: {})
+    assert main(["serve", "--port", "0", "--demo", "a.png"]) == 0
+    assert asked == ["127.0.0.1:43210"]
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            FileNotFoundError(2, "No such file or directory"),
+            "demo failed: cannot read a.png: No such file or directory",
+        ),
+        (
+            grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "no spec x"),
+            "demo failed: NOT_FOUND: no spec x",
+        ),
+    ],
+)
+def test_a_demo_that_fails_is_said_and_the_server_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception, said: str
+) -> None:
+    fake = serve_with(monkeypatch, FakeServe())
+
+    async def recognize_once(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(cli_server, "recognize_once", recognize_once)
+    assert main(["serve", "--demo", "a.png"]) == 0
+    assert said in capsys.readouterr().err
+    assert not fake.cancelled
+
+
+def test_a_demo_that_breaks_stops_the_server_before_it_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Raised on past a running server, asyncio.run would cancel every task at once and grpcio would crash.
+    fake = serve_with(monkeypatch, FakeServe(until_cancelled=True))
+
+    async def recognize_once(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(cli_server, "recognize_once", recognize_once)
+    with pytest.raises(TypeError, match="a bug"):
+        main(["serve", "--demo", "a.png"])
+    assert fake.cancelled_by_caller, "the server was left for asyncio.run's teardown"
 
 
 def test_no_demo_when_the_server_ends_before_it_is_ready(monkeypatch: pytest.MonkeyPatch) -> None:
