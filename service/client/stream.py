@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +50,9 @@ class StreamReport:
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+    """Stopped by SIGINT or SIGTERM (Ctrl-C: a camera has no end): no frame was sent after it, and the answers of
+    those in flight were awaited."""
 
     @property
     def fps(self) -> float:
@@ -70,7 +75,12 @@ def _open(source: str) -> Any:
 
 
 async def stream_video(source: str, options: StreamOptions, progress: TextIO = sys.stderr) -> StreamReport:
-    """Stream every frame of ``source`` (a video file or a /dev/videoN camera) and collect the results."""
+    """Stream every frame of ``source`` (a video file or a /dev/videoN camera) and collect the results.
+
+    The first SIGINT or SIGTERM (Ctrl-C) ends the stream in order: no more frames are sent, the answers of those in
+    flight are awaited and written, and the written video is closed whole (``report.interrupted``). A second one
+    stops at once (``KeyboardInterrupt``).
+    """
     container = _open(source)
     video = container.streams.video[0]
     rate = float(video.average_rate or 25)
@@ -86,6 +96,8 @@ async def stream_video(source: str, options: StreamOptions, progress: TextIO = s
         show_discarded=options.show_discarded,
     )
 
+    stopping = asyncio.Event()
+
     async def requests() -> AsyncIterator[streams_pb2.StreamRecognizeRequest]:
         yield streams_pb2.StreamRecognizeRequest(config=config)
         started = time.perf_counter()
@@ -94,7 +106,10 @@ async def stream_video(source: str, options: StreamOptions, progress: TextIO = s
                 break
             if options.realtime:
                 # Pace like a camera: frame i leaves at i / fps.
-                await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), max(0.0, started + index / rate - time.perf_counter()))
+            if stopping.is_set():
+                break
             rgb = decoded.to_ndarray(format="rgb24")
             sent[index] = (time.perf_counter(), rgb if options.out else None)
             raw = streams_pb2.RawImage(
@@ -108,6 +123,7 @@ async def stream_video(source: str, options: StreamOptions, progress: TextIO = s
     jsonl = options.jsonl.open("w") if options.jsonl else None
     started = time.perf_counter()
     last_print = 0.0
+    signals = _SignalStop(stopping)
     try:
         async with client.channel(options.server) as channel:
             stub = recognition_pb2_grpc.RecognitionServiceStub(channel)
@@ -132,13 +148,17 @@ async def stream_video(source: str, options: StreamOptions, progress: TextIO = s
                     progress.write("\r" + report.line())
                     progress.flush()
     finally:
+        signals.close()
         container.close()
         if writer is not None:
             writer.close()
         if jsonl is not None:
             jsonl.close()
     report.seconds = time.perf_counter() - started
+    report.interrupted = stopping.is_set()
     progress.write("\r" + report.line() + "\n")
+    if report.interrupted:
+        progress.write("stopped on request: no frame was sent after it, and those in flight were answered\n")
     return report
 
 
@@ -166,3 +186,30 @@ class _Writer:
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
+
+
+class _SignalStop:
+    """SIGINT and SIGTERM set ``stopping`` once, then get their usual handling back (a second Ctrl-C interrupts);
+    where handlers cannot be set (not the main thread), nothing changes. ``close()`` gives them back too."""
+
+    def __init__(self, stopping: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._before: dict[signal.Signals, Any] = {}
+        for number in (signal.SIGINT, signal.SIGTERM):
+            before = signal.getsignal(number)
+            try:
+                self._loop.add_signal_handler(number, self._first, stopping)
+            except (RuntimeError, ValueError, NotImplementedError):
+                continue
+            self._before[number] = before
+
+    def _first(self, stopping: asyncio.Event) -> None:
+        stopping.set()
+        self.close()
+
+    def close(self) -> None:
+        for number, before in self._before.items():
+            self._loop.remove_signal_handler(number)
+            if before is not None:  # what the process had (asyncio would leave the default)
+                signal.signal(number, before)
+        self._before = {}

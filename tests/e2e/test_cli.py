@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 from pathlib import Path
 
 import av
@@ -104,3 +107,32 @@ async def test_health_command(app: Application) -> None:
     code, _, err = await sightline("health", "--server", f"127.0.0.1:{app.port}", "--service", "model/nope")
     assert code == 1
     assert "NOT_FOUND" in err
+
+
+async def test_ctrl_c_ends_a_stream_in_order(app: Application, tmp_path: Path) -> None:
+    # A camera has no end: Ctrl-C is how a stream stops. It sends no more frames, waits for the answers of those in
+    # flight, and leaves the results and the annotated video whole; a second Ctrl-C would stop at once.
+    names = ["red", "blue", "green"] * 100  # 30 s at 10 fps, paced like a camera by --realtime
+    video, out, jsonl = tmp_path / "in.mp4", tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    write_video(video, names)
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "service", "stream", str(video), "--spec", "colors-v1", "--realtime"),
+        *("--server", f"127.0.0.1:{app.port}", "--out", str(out), "--jsonl", str(jsonl)),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    while not jsonl.exists() or len(jsonl.read_text().splitlines()) < 5:  # frames are being answered
+        assert process.returncode is None
+        await asyncio.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    said = err.decode()
+    assert process.returncode == 0, said[-2000:]
+    assert "Traceback" not in said
+    assert "stopped on request: no frame was sent after it, and those in flight were answered" in said
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert 5 <= len(lines) < len(names), "the stream did not stop early"
+    assert [int(r.get("frame_id", 0)) for r in lines] == list(range(len(lines))), "a frame sent was not answered"
+    assert [r["result"]["outputs"][0]["labels"]["predicted"][0]["label_name"] for r in lines] == names[: len(lines)]
+    with av.open(str(out)) as container:  # closed whole: every answered frame is in it
+        assert sum(1 for _ in container.decode(video=0)) == len(lines)
