@@ -49,7 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             await asyncio.wait({server, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
             if ready.is_set() and args.demo is not None:
-                await demo(f"127.0.0.1:{ports[0]}", args.demo, args.demo_spec, time.monotonic() - started)
+                await _demo(
+                    _local_address(settings.host, ports[0]), args.demo, args.demo_spec, time.monotonic() - started
+                )
         except BaseException:
             # Stopped here, in order: raised on with the server still running, asyncio.run would cancel every task
             # at once, grpc's own among them, and grpcio dies with SIGSEGV in that teardown.
@@ -77,7 +79,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def demo(address: str, image: Path, spec: str, after_s: float) -> None:
+def _local_address(host: str, port: int) -> str:
+    """Where a client on this machine reaches a server bound to ``host:port``: loopback for every address."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        return f"127.0.0.1:{port}"
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+async def _demo(address: str, image: Path, spec: str, after_s: float) -> None:
     """Recognise ``image`` once on the ready server, as a client would, and print the result; a failure (a
     missing image, an unknown specification) is said on stderr and the server goes on."""
     import grpc

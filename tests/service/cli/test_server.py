@@ -155,7 +155,20 @@ def test_the_demo_asks_the_ready_server_once(
     assert "sightline recognize --spec shapes-v1" in out
 
 
-def test_the_demo_asks_the_port_the_server_picked(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.0.0.1", "127.0.0.1:43210"),
+        ("0.0.0.0", "127.0.0.1:43210"),
+        ("[::]", "127.0.0.1:43210"),
+        ("::1", "[::1]:43210"),
+        ("[::1]", "[::1]:43210"),
+        ("localhost", "localhost:43210"),
+    ],
+)
+def test_the_demo_asks_the_port_the_server_picked_where_it_listens(
+    monkeypatch: pytest.MonkeyPatch, host: str, address: str
+) -> None:
     serve_with(monkeypatch, FakeServe(port=43210))
     asked: list[str] = []
 
@@ -165,8 +178,8 @@ def test_the_demo_asks_the_port_the_server_picked(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(cli_server, "recognize_once", recognize_once)
     monkeypatch.setattr(cli_server, "to_json", lambda result: {})
-    assert main(["serve", "--port", "0", "--demo", "a.png"]) == 0
-    assert asked == ["127.0.0.1:43210"]
+    assert main(["serve", "--port", "0", "--host", host, "--demo", "a.png"]) == 0
+    assert asked == [address]
 
 
 @pytest.mark.parametrize(
