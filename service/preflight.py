@@ -109,8 +109,7 @@ class DataFolderLock:
         Raises:
             ConfigurationError: another process holds it.
         """
-        self.path = data_dir / "sightline.lock"
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        descriptor = os.open(data_dir / "sightline.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -184,8 +184,7 @@ def _server_options(settings: Settings) -> list[tuple[str, Any]]:
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """The REST facade's TLS, from the same files as gRPC's. ``_credentials`` builds it too, to check the files:
-    gRPC takes any bytes and fails only at the bind, saying why in its log alone."""
+    """The REST facade's TLS, from the same files as gRPC's; building it checks them (``_tls``)."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -207,20 +206,25 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+def _tls(settings: Settings) -> tuple[grpc.ServerCredentials | None, ssl.SSLContext | None]:
+    """gRPC's server credentials and the REST facade's context, from the same files, or ``(None, None)``.
+
+    The context is built after the files are read: it parses them, where gRPC takes any bytes and fails only at the
+    bind, saying why in its log alone."""
     if settings.tls_cert_file is None and settings.tls_key_file is None:
         if settings.tls_client_ca_file is not None:
             raise ConfigurationError(
                 "SIGHTLINE_TLS_CLIENT_CA_FILE needs SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE"
             )
-        return None
+        return None, None
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ConfigurationError("TLS needs both SIGHTLINE_TLS_CERT_FILE and SIGHTLINE_TLS_KEY_FILE")
     key = _read("SIGHTLINE_TLS_KEY_FILE", settings.tls_key_file)
     cert = _read("SIGHTLINE_TLS_CERT_FILE", settings.tls_cert_file)
     ca = _read("SIGHTLINE_TLS_CLIENT_CA_FILE", settings.tls_client_ca_file) if settings.tls_client_ca_file else None
-    _ssl_context(settings)
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+    context = _ssl_context(settings)
+    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+    return credentials, context
 
 
 def _read(setting: str, path: Path) -> bytes:
@@ -252,7 +256,7 @@ def _shm_prefix(settings: Settings, triton: EmbeddedTriton | None) -> Callable[[
 async def start(settings: Settings) -> Application:
     """Start Triton (embedded unless ``triton_url`` is set), then the gRPC server on ``settings.port``."""
     check_settings(settings)
-    credentials = _credentials(settings)
+    credentials, ssl_context = _tls(settings)
     catalog = Catalog.load(settings.model_repository)
     provider = _tracer_provider(settings)
     lock = DataFolderLock(settings.data_dir)
@@ -274,7 +278,9 @@ async def start(settings: Settings) -> Application:
                 stop_grace_s=_TRITON_STOP_RESERVE_S,
             )
             url = await triton.start(timeout_s=settings.triton_startup_timeout_s)
-        app = await _start_server(settings, catalog, store, repository, url, triton, credentials, provider, lock)
+        app = await _start_server(
+            settings, catalog, store, repository, url, triton, credentials, ssl_context, provider, lock
+        )
         if triton is not None:
             # While it is down every call gets UNAVAILABLE from the gateway; health says so at once, and again
             # SERVING once the restarted server has loaded the bundled and the uploaded networks.
@@ -305,6 +311,7 @@ async def _start_server(
     url: str,
     triton: EmbeddedTriton | None,
     credentials: grpc.ServerCredentials | None,
+    ssl_context: ssl.SSLContext | None,
     provider: TracerProvider,
     lock: DataFolderLock,
 ) -> Application:
@@ -443,7 +450,7 @@ async def _start_server(
                 tracer,
                 max_body_bytes=settings.max_message_bytes,
             )
-            rest_port = await rest.start(settings.host, settings.rest_port, _ssl_context(settings))
+            rest_port = await rest.start(settings.host, settings.rest_port, ssl_context)
             log.info("v0.7 REST API on http%s://%s:%d/v0.7/", "s" if credentials else "", settings.host, rest_port)
     except BaseException:
         # Lost a race for a port that check_settings found free: nothing of this start may keep running.

@@ -186,7 +186,8 @@ class PostgresDatabase:
                 await (await psycopg.AsyncConnection.connect(self._dsn, connect_timeout=5)).close()
                 reason = "it accepts connections now: it was starting, or the pool is too large for it"
             except psycopg.Error as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                text = str(exc).strip()
+                reason = text.splitlines()[0] if text else type(exc).__name__
             raise ConfigurationError(
                 f"SIGHTLINE_DATABASE_URL: PostgreSQL gave no connection within {timeout_s:.0f} s ({reason}); check "
                 "its address, database name and credentials, and that it is up"
